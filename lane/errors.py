@@ -1,0 +1,24 @@
+"""Why the lane itself could not run: each reason has its own exit code, distinct from test verdicts."""
+
+from __future__ import annotations
+
+import enum
+
+
+class LaneFailure(enum.IntEnum):
+    """Exit codes of the lane when it could not run the suite (pytest uses 0-5; these start at 20)."""
+
+    USAGE = 20
+    NO_TOOL = 21
+    NO_SOURCE = 22
+    BUILD_FAILED = 23
+    BOOT_FAILED = 24
+    GUEST_SETUP = 25
+
+
+class LaneError(Exception):
+    """The lane could not run; ``code`` says why, ``str()`` says what to do in one line."""
+
+    def __init__(self, code: LaneFailure, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,185 @@
+"""Every state arc: each reachable from-state x the 8 states and two out-of-range values, per feature set.
+
+Judged against the reference model of ``vfio_mig_get_next_state()`` (fixtures/model.py).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import pytest
+
+from fixtures import model
+from fixtures.backend import (
+    ArcTrace,
+    Backend,
+    KernelLog,
+    MigrationDevice,
+    flags_name,
+    get_state,
+    get_state_fd,
+    set_state,
+)
+from fixtures.driving import Session, reach
+from fixtures.hazards import run_contained
+from fixtures.plugin import backend_of, feature_set_id, is_real
+from fixtures.uapi import State, state_name
+from fixtures.verdict import Verdict, errno_name
+
+OUT_OF_RANGE = (8, 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class ArcCase:
+    flags: int
+    frm: State
+    to: int
+
+    @property
+    def id(self) -> str:
+        return f"{feature_set_id(self.flags)}-{self.frm.name}->{state_name(self.to)}"
+
+    @property
+    def blocked(self) -> bool:
+        return self.frm == State.STOP_COPY and self.to in (State.PRE_COPY, State.PRE_COPY_P2P) \
+            and model.supports(self.flags, self.to)
+
+    @property
+    def from_error(self) -> bool:
+        return self.frm == State.ERROR and self.to != State.ERROR
+
+
+def arc_cases(backend: Backend) -> list[ArcCase]:
+    return [ArcCase(f, frm, to)
+            for f in backend.feature_sets()
+            for frm in model.reachable_states(f)
+            for to in (*(int(s) for s in State), *OUT_OF_RANGE)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "arc" in metafunc.fixturenames:
+        cases = arc_cases(backend_of(metafunc.config))
+        metafunc.parametrize("arc", cases, ids=[c.id for c in cases])
+
+
+def refusal_rule(case: ArcCase) -> str:
+    """Which rule a refused request falls under (the first that applies)."""
+    if case.to >= len(State):
+        return "ARC.OUT_OF_RANGE"
+    if case.from_error:
+        return "ARC.ERROR_EXIT"
+    if case.to == State.ERROR:
+        return "ARC.ERROR_TARGET"
+    if not model.supports(case.flags, case.to):
+        return "ARC.UNSUPPORTED"
+    return "ARC.BLOCKED"
+
+
+def _set_and_get(dev: MigrationDevice, to: int) -> tuple[int, bool, int]:
+    """SET then GET: (errno, whether a data_fd came back, state GET reports)."""
+    try:
+        stream = set_state(dev, to)
+        err = 0
+    except OSError as exc:
+        stream, err = None, exc.errno or 0
+    got_fd = stream is not None
+    if stream is not None:
+        stream.close()
+    return err, got_fd, get_state(dev)
+
+
+@pytest.mark.rule("ARC.TRANSITION", "ARC.DATA_FD")
+def test_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Session,
+             request: pytest.FixtureRequest) -> None:
+    """A SET from every reachable state to every value: success, state, data_fd and path per the model."""
+    backend = backend_of(request.config)
+    profile = backend.kernel_profile()
+    flags = arc.flags
+    hazard = arc.blocked or (arc.from_error and profile.warn_on_set_from_error)
+    if hazard and is_real(backend) and not request.config.getoption("run_hazards"):
+        safe = arc.blocked and profile.blocked_arc_fix
+        if not safe:
+            pytest.skip(f"hazard not run: {arc.id} "
+                        + ("spins forever on kernels without 'vfio: prevent infinite loop in "
+                           "vfio_mig_get_next_state() on blocked arc'" if arc.blocked
+                           else "trips the core's WARN_ON (fatal under panic_on_warn)")
+                        + "; --run-hazards runs it")
+    reach(dut, flags, verdict, session, arc.frm)
+    if isinstance(dut, ArcTrace):
+        dut.take_arcs()
+    p = model.plan(flags, arc.frm, arc.to)
+    request_text = (f"request: SET {arc.frm.name} -> {state_name(arc.to)} (flags {flags_name(flags)})\n"
+                    f"model path: {p.describe()}")
+
+    if arc.blocked:
+        timeout = request.config.getoption("hazard_timeout")
+        res = run_contained(lambda: _set_and_get(dut, arc.to), timeout)
+        if res.hung:
+            if not profile.blocked_arc_fix:
+                pytest.xfail(f"KERNEL BUG (core): SET {arc.id} hung for {res.seconds:.1f} s: this kernel lacks "
+                             "'vfio: prevent infinite loop in vfio_mig_get_next_state() on blocked arc'; "
+                             "the device is lost until reboot")
+            verdict.check("ARC.BLOCKED", False, expected="EINVAL within the timeout",
+                          observed=f"the ioctl hung for {res.seconds:.1f} s (driver hang; the kernel "
+                                   "profile says the core has the fix)", context=request_text)
+        if res.error:
+            raise RuntimeError(f"contained request failed: {res.error}")
+        err, got_fd, after = res.value if res.value else (res.errno, False, get_state(dut))
+    else:
+        err, got_fd, after = _set_and_get(dut, arc.to)
+    observed = f"{errno_name(err)}, data_fd {'returned' if got_fd else 'none'}, GET reports {state_name(after)}"
+
+    if arc.frm == arc.to:
+        verdict.check("ARC.SAME_STATE", err == 0 and not got_fd and after == arc.frm,
+                      expected=f"success, no data_fd, GET reports {arc.frm.name}", observed=observed,
+                      context=request_text)
+    elif p.ok:
+        verdict.check("ARC.TRANSITION", err == 0 and after == arc.to,
+                      expected=f"success, GET reports {state_name(arc.to)}", observed=observed, context=request_text)
+        verdict.check("ARC.DATA_FD", got_fd == p.new_fd,
+                      expected="a new data_fd" if p.new_fd else "no data_fd (data_fd -1)",
+                      observed=observed, context=request_text)
+        if isinstance(dut, ArcTrace):
+            _check_path(verdict, p, dut.take_arcs(), request_text)
+    else:
+        rule = refusal_rule(arc)
+        verdict.check(rule, err == errno.EINVAL, expected="EINVAL", observed=observed, context=request_text)
+        verdict.check("ARC.FAILED_STATE", after == arc.frm,
+                      expected=f"GET reports {arc.frm.name} (a refused request has no path to walk)",
+                      observed=observed, context=request_text)
+        verdict.check("ARC.DATA_FD", not got_fd, expected="no data_fd", observed=observed, context=request_text)
+    if isinstance(dut, KernelLog):
+        dut.take_kernel_messages()  # the WARN a SET from ERROR trips is this case's known effect
+
+
+def _check_path(verdict: Verdict, p: model.Plan, trace: list[tuple[State, State]], context: str) -> None:
+    """The arcs the driver executed (where the backend can tell) against the model's path."""
+    seen = " -> ".join([trace[0][0].name, *(b.name for _, b in trace)]) if trace else "no arcs"
+    interior = [b for _, b in trace[:-1]]
+    starts_and_ends_saving = p.cur in model.SAVING_GROUP and p.new in model.SAVING_GROUP
+    bad_interior = [s for s in interior if s in model.SAVING_GROUP] if not starts_and_ends_saving else []
+    verdict.check("ARC.NO_SAVING_INTERIOR", not bad_interior,
+                  expected=f"path {p.describe()}", observed=f"path {seen} (through {', '.join(s.name for s in bad_interior)})",
+                  context=context)
+    verdict.check("ARC.SHORTEST_PATH", tuple(trace) == p.arcs,
+                  expected=f"path {p.describe()}", observed=f"path {seen}", context=context)
+
+
+@pytest.mark.rule("ARC.GET_FD", "ARC.NO_ASYNC")
+def test_get_reports_no_fd_and_stays(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """GET returns data_fd -1, and the state does not change between GETs with nothing in between."""
+    for target in model.supported_states(flags):
+        if target == State.RESUMING:
+            continue
+        reach(dut, flags, verdict, session, target)
+        state, fd = get_state_fd(dut)
+        verdict.check("ARC.GET_FD", fd == -1, expected="data_fd -1", observed=f"data_fd {fd}",
+                      context=f"GET in {state_name(state)}")
+        again = [get_state(dut) for _ in range(3)]
+        verdict.check("ARC.NO_ASYNC", all(s == target for s in again),
+                      expected=f"GET reports {target.name} three times",
+                      observed=f"GET reports {', '.join(state_name(s) for s in again)}",
+                      context=f"repeated GET after reaching {target.name}")
+        session.close_all()
+        dut.reset()
