@@ -13,7 +13,9 @@ class LaneFailure(enum.IntEnum):
     NO_SOURCE = 22
     BUILD_FAILED = 23
     BOOT_FAILED = 24
-    GUEST_SETUP = 25
+    GUEST_SETUP = 25  # the guest booted but could not set up the devices or run the suite
+    NO_MTTY = 26  # the guest kernel has no mtty parent (or type): wrong kernel or config
+    GUEST_LOST = 27  # the guest booted but ended without a result: timeout, hang, or crash
 
 
 class LaneError(Exception):

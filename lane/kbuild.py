@@ -64,7 +64,7 @@ def virtme_version() -> str:
     try:
         from importlib.metadata import version
         return version("virtme-ng")
-    except Exception as exc:  # noqa: BLE001 - any failure means the tool is missing
+    except Exception as exc:
         raise LaneError(LaneFailure.NO_TOOL, "virtme-ng is not installed: pip install virtme-ng") from exc
 
 

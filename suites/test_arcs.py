@@ -14,6 +14,7 @@ from fixtures import model
 from fixtures.backend import (
     ArcTrace,
     Backend,
+    ErrorInjection,
     KernelLog,
     MigrationDevice,
     flags_name,
@@ -21,7 +22,7 @@ from fixtures.backend import (
     get_state_fd,
     set_state,
 )
-from fixtures.driving import Session, reach
+from fixtures.driving import Session, reach, reset
 from fixtures.hazards import run_contained
 from fixtures.plugin import backend_of, feature_set_id, is_real
 from fixtures.uapi import State, state_name
@@ -159,9 +160,9 @@ def _check_path(verdict: Verdict, p: model.Plan, trace: list[tuple[State, State]
     interior = [b for _, b in trace[:-1]]
     starts_and_ends_saving = p.cur in model.SAVING_GROUP and p.new in model.SAVING_GROUP
     bad_interior = [s for s in interior if s in model.SAVING_GROUP] if not starts_and_ends_saving else []
-    verdict.check("ARC.NO_SAVING_INTERIOR", not bad_interior,
-                  expected=f"path {p.describe()}", observed=f"path {seen} (through {', '.join(s.name for s in bad_interior)})",
-                  context=context)
+    through = ", ".join(s.name for s in bad_interior)
+    verdict.check("ARC.NO_SAVING_INTERIOR", not bad_interior, expected=f"path {p.describe()}",
+                  observed=f"path {seen} (through {through})", context=context)
     verdict.check("ARC.SHORTEST_PATH", tuple(trace) == p.arcs,
                   expected=f"path {p.describe()}", observed=f"path {seen}", context=context)
 
@@ -182,4 +183,14 @@ def test_get_reports_no_fd_and_stays(flags: int, dut: MigrationDevice, verdict: 
                       observed=f"GET reports {', '.join(state_name(s) for s in again)}",
                       context=f"repeated GET after reaching {target.name}")
         session.close_all()
-        dut.reset()
+        reset(dut, verdict, "between states")
+
+
+@pytest.mark.rule("ARC.RESET")
+def test_reset_returns_to_running(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """VFIO_DEVICE_RESET from every reachable state (ERROR where the backend can reach it) gives RUNNING."""
+    targets = [s for s in model.reachable_states(flags) if s != State.ERROR or isinstance(dut, ErrorInjection)]
+    for target in targets:
+        reach(dut, flags, verdict, session, target)
+        reset(dut, verdict, "reset from every state")
+        session.close_all()

@@ -1,0 +1,187 @@
+"""``python -m lane``: build or reuse the kernel, boot it, run the suite in the guest, report.
+
+Exit status: the suite's (0 when every run passed, else the first failing run's pytest status), or
+a ``LaneFailure`` code (20 and up) with one line on stderr when the lane itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from lane import accel, arch, boot, kbuild, protocol, results
+from lane.errors import LaneError, LaneFailure
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPECTATIONS = ROOT / "lane" / "mtty-expectations.toml"
+OPEN_PATHS = ("cdev", "legacy")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise LaneError(LaneFailure.USAGE, message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m lane", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="Arguments after -- go to each pytest run in the guest.")
+    p.add_argument("--smoke", action="store_true",
+                   help="boot, create the mtty devices, open two of them, remove them (no suite)")
+    p.add_argument("--kernel", type=Path, metavar="PATH",
+                   help="a bzImage, or a kernel source tree to build with the lane's config fragment "
+                        "(default: Debian's linux-source-6.12, built once and cached)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="auto: KVM when the host has hardware KVM (falls back to TCG if the guest does "
+                        "not start), else TCG")
+    p.add_argument("--reports", type=Path, default=results.default_reports(ROOT), metavar="DIR",
+                   help="where the guest's results go (default: reports/lane/)")
+    p.add_argument("--backend", default="vfio",
+                   help="the suite's --backend in the guest (default: vfio; mock proves the lane without it)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="xdist workers, one device under test each (default: the guest's CPUs)")
+    p.add_argument("--open-path", action="append", choices=OPEN_PATHS, default=[],
+                   help="run only this open path (repeatable; default: cdev then legacy)")
+    p.add_argument("--expectations", action="append", type=Path, default=[], metavar="FILE",
+                   help=f"expectation file (default: {EXPECTATIONS.relative_to(ROOT)} if it exists)")
+    p.add_argument("--suite-timeout", type=float, default=1800.0, metavar="S",
+                   help="seconds one conformance run may take in the guest before it is killed")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="seconds the whole guest may take, boot included (default: derived)")
+    p.add_argument("--attempts", type=int, default=3, help="boots to try when one prints nothing")
+    p.add_argument("--jobs", type=int, default=None, help="make -j for a kernel build")
+    p.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
+    return p
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    args = parser().parse_args(argv)
+    if args.pytest_args:
+        raise LaneError(LaneFailure.USAGE, f"unexpected arguments {args.pytest_args}: pytest's go after --")
+    args.pytest_args = extra
+    if args.kernel is not None:
+        args.kernel = args.kernel.expanduser().resolve()
+        if not (args.kernel.is_file() or (args.kernel / "Makefile").is_file()):
+            raise LaneError(LaneFailure.USAGE, f"--kernel {args.kernel}: neither a kernel image nor a source tree")
+    for e in args.expectations:
+        if not e.is_file():
+            raise LaneError(LaneFailure.USAGE, f"--expectations {e}: no such file")
+    args.expectations = [e.resolve() for e in args.expectations]
+    if not args.expectations and EXPECTATIONS.is_file():
+        args.expectations = [EXPECTATIONS]
+    if args.workers is not None and args.workers < 1:
+        raise LaneError(LaneFailure.USAGE, "--workers must be at least 1")
+    if args.attempts < 1:
+        raise LaneError(LaneFailure.USAGE, "--attempts must be at least 1")
+    args.reports = args.reports.expanduser().resolve()
+    return args
+
+
+def find_vng() -> str:
+    beside = Path(sys.executable).with_name("vng")
+    found = str(beside) if beside.exists() else shutil.which("vng")
+    if not found:
+        raise LaneError(LaneFailure.NO_TOOL, "vng not found: pip install -e '.[lane]' (virtme-ng)")
+    return found
+
+
+def preflight(settings: arch.ArchSettings, backend: str | None) -> str:
+    """The tools the lane needs before it costs a build: vng, QEMU, udev, and (full mode) the backend."""
+    vng = find_vng()
+    if not shutil.which(settings.qemu):
+        raise LaneError(LaneFailure.NO_TOOL, f"{settings.qemu} not found: apt-get install qemu-system-x86")
+    if not shutil.which("udevadm"):
+        raise LaneError(LaneFailure.NO_TOOL, "udevadm not found (vng --exec prints nothing without it): "
+                                             "apt-get install udev")
+    if backend == "vfio" and not (ROOT / "fixtures" / "vfio" / "factory.py").is_file():
+        raise LaneError(LaneFailure.NO_TOOL, "the vfio backend (fixtures/vfio/factory.py) is missing: "
+                                             "run python -m lane --smoke")
+    return vng
+
+
+def guest_command(args: argparse.Namespace, workers: int) -> tuple[str, ...]:
+    cmd = [sys.executable, "-m", "lane.guest_main", "--reports", str(args.reports),
+           "--mode", "smoke" if args.smoke else "full", "--workers", str(workers),
+           "--suite-timeout", str(args.suite_timeout), "--python", sys.executable,
+           "--backend", args.backend]
+    for p in args.open_path:
+        cmd += ["--open-path", p]
+    for e in args.expectations:
+        cmd += ["--expectations", str(e)]
+    for a in args.pytest_args:
+        cmd.append(f"--pytest-arg={a}")
+    return tuple(cmd)
+
+
+def expected_runs(args: argparse.Namespace) -> list[str]:
+    return ["smoke"] if args.smoke else (list(args.open_path) or list(OPEN_PATHS))
+
+
+def run_timeout(args: argparse.Namespace, settings: arch.ArchSettings) -> float:
+    if args.timeout is not None:
+        return float(args.timeout)
+    boot_margin = settings.boot_timeout_tcg + 120.0
+    return boot_margin if args.smoke else boot_margin + args.suite_timeout * len(expected_runs(args))
+
+
+def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
+    t0 = time.monotonic()
+    settings = arch.host_arch()
+    vng = preflight(settings, None if args.smoke else args.backend)
+    kernel = kbuild.user_kernel(args.kernel, args.jobs) if args.kernel else kbuild.ensure_kernel(args.jobs)
+    choice = accel.choose(settings, accel.read_host_facts(), args.accel)
+    print(f"lane: kernel {kernel.bzimage} ({kernel.release}); accelerator {choice.accel.value}: {choice.reason}",
+          flush=True)
+    results.prepare(args.reports)
+    if kernel.config.is_file() and kernel.config != kernel.bzimage:
+        shutil.copyfile(kernel.config, args.reports / protocol.KERNEL_CONFIG)
+    workers = args.workers or settings.cpus
+    spec = boot.BootSpec(vng=vng, kernel=kernel.bzimage, guest_command=guest_command(args, workers), cwd=ROOT,
+                         rwdirs=(args.reports,), arch=settings, accel=choice.accel,
+                         run_timeout=run_timeout(args, settings))
+    t_boot = time.monotonic()
+    res, used = boot.boot_with_fallback(spec, runner or boot.subprocess_runner(),
+                                        fallback=args.accel == "auto", attempts=args.attempts)
+    guest_seconds = time.monotonic() - t_boot
+    record = {"kernel": str(kernel.bzimage), "release": kernel.release, "accel": used.value,
+              "accel_reason": choice.reason, "boot_to_command_s": round(res.start_seconds or 0.0, 1),
+              "guest_s": round(guest_seconds, 1), "vng_exit": res.returncode, "timed_out": res.timed_out,
+              "command": boot.vng_command(dataclasses.replace(spec, accel=used))}
+    lost = (f"killed after {spec.run_timeout:.0f} s; " if res.timed_out else "") + f"last output: {res.tail(3)}"
+    try:
+        status, summaries = results.verdict(results.read_guest_result(args.reports), args.reports,
+                                            expected_runs(args), lost)
+    except LaneError as exc:
+        record["verdict"] = exc.code.name
+        (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        raise
+    record["verdict"] = status
+    record["total_s"] = round(time.monotonic() - t0, 1)
+    (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"\nlane: {kernel.release} under {used.value}: guest command after {res.start_seconds or 0:.1f} s, "
+          f"guest done after {guest_seconds:.1f} s; reports in {args.reports}")
+    for s in summaries:
+        print(f"lane: {s.line()}")
+    print(f"lane: {'PASS' if status == 0 else 'FAIL'} (exit {status})", flush=True)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(parse(sys.argv[1:] if argv is None else argv))
+    except LaneError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else exc.code.name
+        print(f"lane: {exc.code.name} (exit {int(exc.code)}): {first}", file=sys.stderr, flush=True)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        print("lane: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,53 @@
+"""The fault catalogue: each faulty mock is caught by the tests it names, within its rule family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures import globs
+from fixtures.faults import CATALOGUE
+from fixtures.rules import RULES
+from fixtures.suite_run import run_suite
+
+
+def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:
+    run = run_suite(tmp_path, "--strict")
+    assert run.returncode == 0, run.output[-3000:]
+    assert len(run.results) >= 300
+    assert not [r for r in run.results if r["outcome"] not in ("passed",)], run.output[-3000:]
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_fault_is_caught(name: str, tmp_path: Path) -> None:
+    fault = CATALOGUE[name]
+    args = ["--fault", name, "--strict", "--hazard-timeout", "2"]
+    if fault.profile:
+        args += ["--kernel-profile", fault.profile]
+    run = run_suite(tmp_path, *args)
+    outcomes = run.outcomes()
+    assert run.returncode == 1, f"suite exit {run.returncode}\n{run.output[-2000:]}"
+    for pattern in fault.kills:
+        matched = [n for n in outcomes if globs.match(n, pattern)]
+        assert matched, f"{name}: no test matches {pattern}"
+        survivors = [n for n in matched if outcomes[n] not in ("failed", "error")]
+        assert not survivors, f"{name}: these tests should fail but did not: {survivors}"
+    family = fault.family
+    for r in run.failures():
+        assert r["broken"], f"{name}: {r['nodeid']} failed without naming a rule:\n{r['message'][:1500]}"
+        strays = [b for b in r["broken"] if RULES[b].family is not family]
+        assert not strays, f"{name}: {r['nodeid']} broke {strays}, outside family {family.value}"
+
+
+def test_blocked_arc_hang_is_reported_as_kernel_bug(tmp_path: Path) -> None:
+    """On a kernel without the loop fix the blocked arcs hang; contained, they are the core's known bug."""
+    run = run_suite(tmp_path, "--kernel-profile", "6.12-unfixed", "--hazard-timeout", "1",
+                    "-k", "STOP_COPY and PRE_COPY", paths=("suites/test_arcs.py",))
+    ids = {f"suites/test_arcs.py::test_arc[{case}]" for case in (
+        "pre_copy-STOP_COPY->PRE_COPY", "p2p+pre_copy-STOP_COPY->PRE_COPY", "p2p+pre_copy-STOP_COPY->PRE_COPY_P2P")}
+    blocked = [r for r in run.results if r["nodeid"] in ids]
+    assert len(blocked) == 3, run.output[-2000:]
+    assert all(r["outcome"] == "xfailed" for r in blocked), blocked
+    assert all("KERNEL BUG" in r["message"] for r in blocked)
+    assert run.returncode == 0
