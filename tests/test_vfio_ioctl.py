@@ -113,7 +113,8 @@ def test_iommufd_bindings_match_the_612_header(tmp_path: os.PathLike[str]) -> No
         lines.append(f'  printf("{name} %llu\\n", (unsigned long long)({name}));')
     for name, ctype in iommufd.CHECKED_STRUCTS.items():
         lines.append(f'  printf("sizeof.{name} %zu\\n", sizeof(struct {name}));')
-        for field, _ in ctype._fields_:
+        for entry in ctype._fields_:
+            field = entry[0]
             lines.append(f'  printf("{name}.{field} %zu\\n", offsetof(struct {name}, {field}));')
     lines += ["  return 0;", "}"]
     work = str(tmp_path)
@@ -127,7 +128,8 @@ def test_iommufd_bindings_match_the_612_header(tmp_path: os.PathLike[str]) -> No
         assert facts[name] == value, name
     for name, ctype in iommufd.CHECKED_STRUCTS.items():
         assert facts[f"sizeof.{name}"] == ctypes.sizeof(ctype)
-        for field, _ in ctype._fields_:
+        for entry in ctype._fields_:
+            field = entry[0]
             assert facts[f"{name}.{field}"] == getattr(ctype, field).offset
 
 
