@@ -101,7 +101,7 @@ def _run(tmp_path: Path) -> tuple[int, str, dict[tuple[str, str], dict[str, Any]
            "-c", str(ROOT / "pyproject.toml"), "-p", "fixtures.plugin", "-p", "fixtures.reporting",
            "-p", "fixtures.health", "--backend", "tests.test_vfio_health:create", "--reports", str(reports)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    results = json.loads((reports / "results.json").read_text())
+    results = json.loads((reports / "results.json").read_text())["results"]
     by = {(r["nodeid"].split("::")[-1].split("[")[0], r["when"]): r for r in results}
     return proc.returncode, proc.stdout + proc.stderr, by
 
