@@ -126,11 +126,11 @@ def _wrong_method_cases() -> list[tuple[FeatureInfo, int]]:
 
 
 @pytest.mark.rule("FEAT.WRONG_OP")
-@pytest.mark.parametrize("case", _wrong_method_cases(),
+@pytest.mark.parametrize("wrong", _wrong_method_cases(),
                          ids=lambda c: f"{'GET' if c[1] == GET else 'SET'}-{c[0].feature.name}")
-def test_wrong_method(flags: int, dut: MigrationDevice, verdict: Verdict, case: tuple[FeatureInfo, int]) -> None:
+def test_wrong_method(flags: int, dut: MigrationDevice, verdict: Verdict, wrong: tuple[FeatureInfo, int]) -> None:
     """SET on a GET-only feature and GET on a SET-only one are refused with EINVAL."""
-    info, method = case
+    info, method = wrong
     if info in LOGGING_FEATURES and not present(dut, info):
         pytest.skip(f"{info.feature.name} is not supported by this device (PROBE failed)")
     payload = bytes(max(info.minsz, 8))

@@ -19,7 +19,7 @@ def _program() -> str:
         lines.append(f'  printf("const {name} %llu\\n", (unsigned long long)({name}));')
     for name, ctype in uapi.CHECKED_STRUCTS.items():
         lines.append(f'  printf("size {name} %zu\\n", sizeof(struct {name}));')
-        for field, _ in ctype._fields_:
+        for field in (f[0] for f in ctype._fields_):
             lines.append(f'  printf("offset {name}.{field} %zu\\n", offsetof(struct {name}, {field}));')
     lines += ["  return 0;", "}"]
     return "\n".join(lines) + "\n"
@@ -48,7 +48,7 @@ def test_constant(header_facts: dict[str, int], name: str) -> None:
 def test_struct_layout(header_facts: dict[str, int], name: str) -> None:
     ctype = uapi.CHECKED_STRUCTS[name]
     assert ctypes.sizeof(ctype) == header_facts[f"size {name}"], f"sizeof(struct {name})"
-    for field, _ in ctype._fields_:
+    for field in (f[0] for f in ctype._fields_):
         assert getattr(ctype, field).offset == header_facts[f"offset {name}.{field}"], f"{name}.{field}"
 
 
@@ -65,7 +65,7 @@ def test_precopy_info_v2_is_7_1_only() -> None:
     """MIG_PRECOPY_INFOv2 (12) is bound from 7.1 and is not in the 6.12 header."""
     text = (require_source() / "include/uapi/linux/vfio.h").read_text()
     assert "PRECOPY_INFOv2" not in text
-    assert uapi.Feature.MIG_PRECOPY_INFOv2 == 12
+    assert int(uapi.Feature.MIG_PRECOPY_INFOv2) == 12
 
 
 def test_ioctl_encoding_is_the_kernels() -> None:

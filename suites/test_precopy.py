@@ -1,0 +1,236 @@
+"""PRE_COPY: VFIO_MIG_GET_PRECOPY_INFO and the temporary end of stream.
+
+Rules from the VFIO_MIG_GET_PRECOPY_INFO comment of include/uapi/linux/vfio.h: most of it says
+*should*, and the registry (fixtures/rulebook/precopy.py) says which.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import pytest
+
+from fixtures.backend import (
+    DataStream,
+    DeviceProfile,
+    MigrationDevice,
+    PrecopyInfo,
+    flags_name,
+    pack_precopy_info,
+    precopy_info,
+    set_state,
+)
+from fixtures.driving import Session, reach, read_all, read_available, step
+from fixtures.plugin import backend_of, feature_set_id
+from fixtures.uapi import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
+from fixtures.verdict import Verdict, errno_name
+
+READ_SIZE = 7  # small, odd reads: the counters must follow every byte
+MAX_READS = 1 << 16
+
+
+@dataclass(frozen=True)
+class PrecopyCase:
+    """A feature set with PRE_COPY, and the PRE_COPY state a session is entered in."""
+
+    flags: int
+    entry: State
+
+    @property
+    def id(self) -> str:
+        return f"{feature_set_id(self.flags)}-{self.entry.name}"
+
+    @property
+    def before(self) -> State:
+        return State.RUNNING if self.entry == State.PRE_COPY else State.RUNNING_P2P
+
+
+def precopy_cases(flag_sets: list[int]) -> list[PrecopyCase]:
+    cases = []
+    for f in flag_sets:
+        if f & MigFlag.PRE_COPY:
+            cases.append(PrecopyCase(f, State.PRE_COPY))
+            if f & MigFlag.P2P:
+                cases.append(PrecopyCase(f, State.PRE_COPY_P2P))
+    return cases
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        cases = precopy_cases(backend_of(metafunc.config).feature_sets())
+        if not cases:
+            metafunc.parametrize("case", [pytest.param(None, marks=pytest.mark.skip(
+                reason="no feature set with VFIO_MIGRATION_PRE_COPY on this device"))], ids=["no-pre_copy"])
+            return
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def enter(dut: MigrationDevice, case: PrecopyCase, verdict: Verdict, session: Session) -> DataStream:
+    """Start a precopy session in ``case.entry``; the new data_fd."""
+    reach(dut, case.flags, verdict, session, case.before)
+    stream = session.keep(step(dut, verdict, case.entry, f"entering {case.entry.name}"))
+    verdict.check("ARC.DATA_FD", stream is not None, expected=f"a data_fd from {case.before.name} -> "
+                  f"{case.entry.name}", observed="no data_fd")
+    assert stream is not None
+    return stream
+
+
+def info_or_fail(stream: DataStream, verdict: Verdict, when: str) -> PrecopyInfo:
+    """GET_PRECOPY_INFO, which a PRE_COPY driver must support (any error breaks PRECOPY.MANDATORY)."""
+    try:
+        return precopy_info(stream)
+    except OSError as exc:
+        verdict.check("PRECOPY.MANDATORY", False, expected="GET_PRECOPY_INFO succeeds in a PRE_COPY state",
+                      observed=f"it failed with {errno_name(exc.errno)}", context=when)
+        raise
+
+
+@pytest.mark.rule("PRECOPY.MANDATORY", "PRECOPY.INITIAL_BYTES", "PRECOPY.DIRTY_STARTS_ZERO")
+def test_counters_on_entry(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """On entering PRE_COPY: the ioctl works, initial_bytes is non-zero, dirty_bytes is zero."""
+    stream = enter(dut, case, verdict, session)
+    info = info_or_fail(stream, verdict, f"GET_PRECOPY_INFO right after entering {case.entry.name}")
+    ctx = f"GET_PRECOPY_INFO right after entering {case.entry.name} (flags {flags_name(case.flags)})"
+    verdict.check("PRECOPY.INITIAL_BYTES", info.initial_bytes > 0, expected="initial_bytes > 0",
+                  observed=f"initial_bytes {info.initial_bytes}", context=ctx)
+    verdict.check("PRECOPY.DIRTY_STARTS_ZERO", info.dirty_bytes == 0, expected="dirty_bytes 0",
+                  observed=f"dirty_bytes {info.dirty_bytes}", context=ctx)
+
+
+@pytest.mark.rule("PRECOPY.INITIAL_BYTES", "PRECOPY.INITIAL_REACHES_ZERO", "EOS.PRECOPY_NOT_EARLY",
+                  "EOS.PRECOPY_ENOMSG")
+def test_initial_bytes_drain(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """Reading in small pieces: initial_bytes never grows, reaches zero, and the end comes only then.
+
+    At the temporary end of stream (both counters zero) read() should fail with ENOMSG, not return 0.
+    """
+    stream = enter(dut, case, verdict, session)
+    last = info_or_fail(stream, verdict, "before reading")
+    total = 0
+    for _ in range(MAX_READS):
+        ctx = f"after reading {total} bytes in {READ_SIZE}-byte reads in {case.entry.name}"
+        try:
+            data = stream.read(READ_SIZE)
+            err = 0
+        except OSError as exc:
+            data, err = b"", exc.errno or 0
+        if not data:
+            remaining = last.initial_bytes + last.dirty_bytes
+            verdict.check("EOS.PRECOPY_NOT_EARLY", remaining == 0,
+                          expected=f"data (the counters said initial_bytes {last.initial_bytes}, "
+                                   f"dirty_bytes {last.dirty_bytes})",
+                          observed=f"read() gave {'0 (end of stream)' if not err else errno_name(err)}", context=ctx)
+            verdict.check("EOS.PRECOPY_ENOMSG", err == errno.ENOMSG,
+                          expected="read() fails with ENOMSG at the temporary end of stream",
+                          observed="read() returned 0" if not err else f"read() failed with {errno_name(err)}",
+                          context=ctx)
+            break
+        total += len(data)
+        info = precopy_info(stream)
+        verdict.check("PRECOPY.INITIAL_BYTES", info.initial_bytes <= last.initial_bytes,
+                      expected=f"initial_bytes <= {last.initial_bytes} (it decreases as data is read)",
+                      observed=f"initial_bytes {info.initial_bytes}", context=ctx)
+        last = info
+    else:
+        pytest.fail(f"the precopy stream gave more than {MAX_READS * READ_SIZE} bytes without a pause")
+    verdict.check("PRECOPY.INITIAL_REACHES_ZERO", last.initial_bytes == 0,
+                  expected="initial_bytes 0 once the initial data is read",
+                  observed=f"initial_bytes {last.initial_bytes} after {total} bytes and an end of stream")
+
+
+@pytest.mark.rule("EOS.PRECOPY_NOT_EARLY")
+def test_dirty_data_is_readable(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """After the device changes, whatever dirty_bytes reports is there to read (it may stay 0)."""
+    if not isinstance(dut, DeviceProfile):
+        pytest.skip(f"no device profile for driver {dut.driver}: cannot change the device's state")
+    stream = enter(dut, case, verdict, session)
+    read_available(stream)
+    for seed in range(1, 4):
+        dut.dirty(seed)
+    info = precopy_info(stream)
+    if info.initial_bytes + info.dirty_bytes == 0:
+        return  # "may increase": a driver that keeps dirty_bytes at 0 is within the text
+    try:
+        data = stream.read(1 << 20)
+        err = 0
+    except OSError as exc:
+        data, err = b"", exc.errno or 0
+    verdict.check("EOS.PRECOPY_NOT_EARLY", bool(data),
+                  expected=f"data (dirty_bytes {info.dirty_bytes}, initial_bytes {info.initial_bytes})",
+                  observed=f"read() gave {errno_name(err) if err else '0 bytes'}",
+                  context="after the device changed its state in PRE_COPY")
+
+
+@pytest.mark.rule("PRECOPY.RETURNED")
+def test_counters_ignore_callers_buffer(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict,
+                                        session: Session, request: pytest.FixtureRequest) -> None:
+    """The counters are the same whatever the caller's buffer held; flags only after the v2 opt-in."""
+    stream = enter(dut, case, verdict, session)
+    patterns = (0, 0xFFFFFFFFFFFFFFFF, 0x0123456789ABCDEF, 1)
+    seen = []
+    for fill in patterns:
+        raw = stream.precopy_info(pack_precopy_info(flags=0, initial=fill, dirty=fill))
+        seen.append(PrecopyInfo.unpack(raw))
+    counters = {(i.initial_bytes, i.dirty_bytes) for i in seen}
+    verdict.check("PRECOPY.RETURNED", len(counters) == 1,
+                  expected="the same initial_bytes/dirty_bytes for every pre-filled buffer",
+                  observed="; ".join(f"filled {f:#x}: initial {i.initial_bytes} dirty {i.dirty_bytes}"
+                                     for f, i in zip(patterns, seen, strict=True)))
+    if not backend_of(request.config).kernel_profile().precopy_info_v2:
+        return  # flags is reserved and echoed back by every driver until MIG_PRECOPY_INFOv2 is enabled
+    dut.feature(VFIO_DEVICE_FEATURE_SET | Feature.MIG_PRECOPY_INFOv2)
+    raw = stream.precopy_info(pack_precopy_info(flags=0xFFFFFFFF))
+    got = PrecopyInfo.unpack(raw)
+    verdict.check("PRECOPY.RETURNED", got.flags & ~1 == 0,
+                  expected="flags holds only VFIO_PRECOPY_INFO_REINIT after the MIG_PRECOPY_INFOv2 opt-in",
+                  observed=f"flags {got.flags:#x} for a buffer pre-filled with 0xffffffff")
+
+
+@pytest.mark.rule("PRECOPY.ARGSZ")
+def test_short_argsz(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """An argsz below sizeof(struct vfio_precopy_info) (24) gives EINVAL."""
+    stream = enter(dut, case, verdict, session)
+    for argsz in (0, 8, 16, 23):
+        try:
+            stream.precopy_info(pack_precopy_info(argsz=argsz))
+            err = 0
+        except OSError as exc:
+            err = exc.errno or 0
+        verdict.check("PRECOPY.ARGSZ", err == errno.EINVAL, expected="EINVAL", observed=errno_name(err),
+                      context=f"GET_PRECOPY_INFO with argsz {argsz}")
+
+
+def _expect_einval(verdict: Verdict, stream: DataStream, where: str) -> None:
+    try:
+        precopy_info(stream)
+        err = 0
+    except OSError as exc:
+        err = exc.errno or 0
+    verdict.check("PRECOPY.EINVAL_OUTSIDE", err == errno.EINVAL, expected="EINVAL", observed=errno_name(err),
+                  context=f"GET_PRECOPY_INFO {where}")
+
+
+@pytest.mark.rule("PRECOPY.EINVAL_OUTSIDE")
+def test_precopy_info_outside_precopy(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """In STOP_COPY (entered from STOP, or from PRE_COPY on the same fd) the ioctl gives EINVAL."""
+    reach(dut, flags, verdict, session, State.STOP)
+    stream = session.keep(step(dut, verdict, State.STOP_COPY, "entering STOP_COPY from STOP"))
+    assert stream is not None
+    _expect_einval(verdict, stream, "on a STOP_COPY session started from STOP")
+    read_all(stream, verdict=verdict)
+    if not flags & MigFlag.PRE_COPY:
+        try:
+            set_state(dut, State.PRE_COPY)
+        except OSError:
+            return  # PRE_COPY refused without the flag: ARC.UNSUPPORTED's business in test_arcs
+        pytest.fail("SET PRE_COPY succeeded on a device without VFIO_MIGRATION_PRE_COPY")
+    step(dut, verdict, State.STOP, "ending the session")
+    session.close_all()
+    reach(dut, flags, verdict, session, State.RUNNING)
+    pre = session.keep(step(dut, verdict, State.PRE_COPY, "entering PRE_COPY"))
+    assert pre is not None
+    if flags & MigFlag.P2P:
+        step(dut, verdict, State.PRE_COPY_P2P, "moving within the saving group")
+    step(dut, verdict, State.STOP_COPY, "moving to STOP_COPY on the same fd")
+    _expect_einval(verdict, pre, "on the PRE_COPY session's fd after it moved on to STOP_COPY")

@@ -1,0 +1,385 @@
+"""Migration data streams: STOP_COPY's end of stream, the data_fd lifecycle, MIG_DATA_SIZE, stream
+integrity and round trips, the sequence QEMU drives, and PRE_COPY as an option.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+import pytest
+
+from fixtures import model
+from fixtures.backend import (
+    POLLIN,
+    DataStream,
+    DeviceProfile,
+    MigrationDevice,
+    Role,
+    Unavailable,
+    data_size,
+    get_state,
+    set_state,
+)
+from fixtures.driving import (
+    LoadResult,
+    Session,
+    drain_in_group,
+    load,
+    reach,
+    read_all,
+    read_available,
+    reset,
+    save,
+    save_with_precopy,
+    step,
+    walk,
+)
+from fixtures.plugin import backend_of
+from fixtures.uapi import MigFlag, State, state_name
+from fixtures.verdict import Verdict, errno_name
+
+S = State
+
+
+T = TypeVar("T")
+
+
+def _errno(fn: Callable[[], T]) -> tuple[int, T | None]:
+    """Call ``fn``: (0, its value), or (errno, None) when it raised OSError."""
+    try:
+        return 0, fn()
+    except OSError as exc:
+        return exc.errno or 0, None
+
+
+def target(request: pytest.FixtureRequest, dut: MigrationDevice, flags: int, verdict: Verdict) -> MigrationDevice:
+    """A compatible device to resume on: the peer, or the device under test itself after a reset."""
+    try:
+        dev = backend_of(request.config).open(Role.PEER, flags)
+    except Unavailable:
+        reset(dut, verdict, "resuming on the same device")
+        return dut
+
+    def done() -> None:
+        dev.reset()
+        dev.close()
+
+    request.addfinalizer(done)
+    return dev
+
+
+def require_loaded(verdict: Verdict, rule: str, res: LoadResult, what: str) -> None:
+    verdict.check(rule, res.ok, expected="the stream loads: writes accepted, RESUMING -> STOP succeeds",
+                  observed=res.describe(), context=what)
+
+
+# --- STOP_COPY's permanent end of stream ---------------------------------------------------------
+
+@pytest.mark.rule("EOS.STOPCOPY_ZERO", "EOS.STOPCOPY_NO_ENOMSG", "EOS.STOPCOPY_POLL")
+def test_stopcopy_end_of_stream(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """At STOP_COPY's end read() returns 0, again and again, never ENOMSG; poll reports readable."""
+    routes = [("STOP -> STOP_COPY", S.STOP)]
+    if flags & MigFlag.PRE_COPY:
+        routes.append(("PRE_COPY -> STOP_COPY", S.PRE_COPY))
+    for route, start in routes:
+        reach(dut, flags, verdict, session, S.RUNNING if start == S.PRE_COPY else S.STOP)
+        stream = session.keep(step(dut, verdict, start if start == S.PRE_COPY else S.STOP_COPY, route))
+        assert stream is not None
+        walk(dut, flags, verdict, session, S.STOP_COPY, route)
+        read_all(stream, verdict=verdict, context=route)
+        for attempt in range(1, 4):
+            err, data = _errno(lambda s=stream: s.read(4096))  # type: ignore[misc]
+            ctx = f"read() number {attempt} after the end, STOP_COPY reached by {route}"
+            verdict.check("EOS.STOPCOPY_NO_ENOMSG", err != errno.ENOMSG, expected="not ENOMSG",
+                          observed=errno_name(err), context=ctx)
+            verdict.check("EOS.STOPCOPY_ZERO", err == 0 and data == b"", expected="read() returns 0",
+                          observed=errno_name(err) if err else f"{len(data or b'')} bytes", context=ctx)
+        revents = stream.poll(POLLIN, 0)
+        verdict.check("EOS.STOPCOPY_POLL", bool(revents & POLLIN), expected="poll() reports POLLIN",
+                      observed=f"revents {revents:#x}", context=f"at the end of stream, {route}")
+        session.close_all()
+        reset(dut, verdict, "between routes")
+
+
+# --- the data_fd lifecycle -----------------------------------------------------------------------
+
+@pytest.mark.rule("FD.SAVING_GROUP")
+def test_saving_group_keeps_one_fd(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                                   request: pytest.FixtureRequest) -> None:
+    """PRE_COPY <-> PRE_COPY_P2P -> STOP_COPY keep the session's fd, which streams a complete stream."""
+    if not flags & MigFlag.PRE_COPY:
+        pytest.skip("the saving group has one state without VFIO_MIGRATION_PRE_COPY")
+    reach(dut, flags, verdict, session, S.RUNNING)
+    stream = session.keep(step(dut, verdict, S.PRE_COPY, "starting the session"))
+    assert stream is not None
+    moves = [S.PRE_COPY_P2P, S.PRE_COPY, S.PRE_COPY_P2P, S.STOP_COPY] if flags & MigFlag.P2P else [S.STOP_COPY]
+    data = bytearray()
+    for nxt in moves:
+        err, chunk = _errno(lambda: read_available(stream, 7))
+        verdict.check("FD.SAVING_GROUP", err == 0, expected="the session's fd reads", observed=errno_name(err),
+                      context=f"reading in {state_name(get_state(dut))}")
+        data += chunk or b""
+        new_fd = step(dut, verdict, nxt, "moving within the saving group")
+        verdict.check("ARC.DATA_FD", new_fd is None, expected="no new data_fd inside the saving group",
+                      observed="a new data_fd", context=f"-> {nxt.name}")
+    err, rest = _errno(lambda: read_all(stream))
+    verdict.check("FD.SAVING_GROUP", err == 0, expected="the same fd streams on in STOP_COPY to its end",
+                  observed=f"read() failed with {errno_name(err)}", context="after moving to STOP_COPY")
+    data += rest or b""
+    step(dut, verdict, S.STOP, "ending the session")
+    dest = target(request, dut, flags, verdict)
+    res = load(dest, flags, verdict, session, bytes(data))
+    require_loaded(verdict, "FD.SAVING_GROUP", res, f"loading the {len(data)} bytes read across the group")
+
+
+END_ARCS = {  # the arc that ends a session, from the state it starts in
+    "STOP_COPY->STOP": (S.STOP_COPY, S.STOP, 0),
+    "PRE_COPY->RUNNING": (S.PRE_COPY, S.RUNNING, MigFlag.PRE_COPY),
+    "PRE_COPY_P2P->RUNNING_P2P": (S.PRE_COPY_P2P, S.RUNNING_P2P, MigFlag.PRE_COPY | MigFlag.P2P),
+}
+
+
+@pytest.mark.rule("FD.ENDED")
+@pytest.mark.parametrize("end", sorted(END_ARCS))
+def test_ended_session_fd_yields_nothing(flags: int, end: str, dut: MigrationDevice, verdict: Verdict,
+                                         session: Session) -> None:
+    """After the arc that ends its session, the old saving fd gives an error or end of stream, never bytes."""
+    start, after, needs = END_ARCS[end]
+    if flags & needs != needs:
+        pytest.skip(f"{end} needs {MigFlag(needs)!r}")
+    reach(dut, flags, verdict, session, start)
+    stream = session.current
+    assert stream is not None
+    step(dut, verdict, after, f"ending the session with {end}")
+    for attempt in range(2):
+        err, data = _errno(lambda: stream.read(4096))
+        verdict.check("FD.ENDED", not data, expected="an error or 0 (end of stream)",
+                      observed=f"{len(data or b'')} bytes" if data else errno_name(err),
+                      context=f"read() number {attempt + 1} on the old fd after {end}")
+
+
+@pytest.mark.rule("FD.DIRECTION")
+def test_fd_direction(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """A saving fd cannot be written and a resuming fd cannot be read: EBADF."""
+    data = save(dut, flags, verdict, session)
+    walk(dut, flags, verdict, session, S.STOP, "")
+    saving = session.keep(step(dut, verdict, S.STOP_COPY, "a saving fd"))
+    assert saving is not None
+    err, _ = _errno(lambda: saving.write(b"x"))
+    verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
+                  context="write() on a saving fd")
+    step(dut, verdict, S.STOP, "")
+    resuming = session.keep(step(dut, verdict, S.RESUMING, "a resuming fd"))
+    assert resuming is not None
+    err, _ = _errno(lambda: resuming.read(16))
+    verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
+                  context="read() on a resuming fd")
+    resuming.write(data)
+
+
+@pytest.mark.rule("FD.NO_SEEK")
+def test_fd_not_seekable(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """Data fds are streams: lseek, pread and pwrite give ESPIPE."""
+    data = save(dut, flags, verdict, session)
+    saving = session.keep(step(dut, verdict, S.STOP_COPY, "a saving fd"))
+    assert saving is not None
+    for what, op in (("lseek", lambda: saving.lseek(0, os.SEEK_SET)), ("pread", lambda: saving.pread(8, 0))):
+        err, _ = _errno(op)
+        verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
+                      context=f"{what} on a saving fd")
+    step(dut, verdict, S.STOP, "")
+    resuming = session.keep(step(dut, verdict, S.RESUMING, "a resuming fd"))
+    assert resuming is not None
+    err, _ = _errno(lambda: resuming.pwrite(data[:8], 0))
+    verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
+                  context="pwrite on a resuming fd")
+    resuming.write(data)
+
+
+@pytest.mark.rule("ARC.TRANSITION")
+def test_closing_fds_early(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                           request: pytest.FixtureRequest) -> None:
+    """Closing a data fd before its session ends breaks nothing: the next arcs and a full migration work."""
+    reach(dut, flags, verdict, session, S.STOP_COPY)
+    session.close_all()
+    step(dut, verdict, S.STOP, "after closing the STOP_COPY fd unread")
+    if flags & MigFlag.PRE_COPY:
+        reach(dut, flags, verdict, session, S.RUNNING)
+        step(dut, verdict, S.PRE_COPY, "")
+        session.close_all()
+        step(dut, verdict, S.RUNNING, "after closing the PRE_COPY fd unread")
+    data = save(dut, flags, verdict, session)
+    dest = target(request, dut, flags, verdict)
+    res = load(dest, flags, verdict, session, data)
+    verdict.check("ARC.TRANSITION", res.ok, expected="a full migration afterwards loads",
+                  observed=res.describe())
+
+
+# --- MIG_DATA_SIZE -------------------------------------------------------------------------------
+
+@pytest.mark.rule("SIZE.ANY_STATE")
+def test_data_size_in_every_state(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """GET MIG_DATA_SIZE succeeds in every reachable state."""
+    for state in model.supported_states(flags):
+        reach(dut, flags, verdict, session, state)
+        err, _ = _errno(lambda: data_size(dut))
+        verdict.check("SIZE.ANY_STATE", err == 0, expected="success", observed=errno_name(err),
+                      context=f"GET MIG_DATA_SIZE in {state.name}")
+        session.close_all()
+        reset(dut, verdict, "between states")
+
+
+@pytest.mark.rule("SIZE.ESTIMATE")
+def test_data_size_estimate(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """The estimate is non-zero and within a factor of 4 of what STOP_COPY produced."""
+    walk(dut, flags, verdict, session, S.STOP, "")
+    estimate = data_size(dut)
+    actual = len(save(dut, flags, verdict, session))
+    good = estimate > 0 and actual / 4 <= estimate <= actual * 4
+    verdict.check("SIZE.ESTIMATE", good, expected=f"about {actual} bytes (what STOP_COPY produced)",
+                  observed=f"stop_copy_length {estimate}")
+
+
+# --- integrity and round trips -------------------------------------------------------------------
+
+@pytest.mark.rule("STREAM.READ_CHUNKING")
+def test_read_sizes_do_not_change_the_stream(flags: int, dut: MigrationDevice, verdict: Verdict,
+                                             session: Session) -> None:
+    """The same stopped device saved with read() sizes 1, 7, 4096 and 1 MiB gives the same bytes."""
+    walk(dut, flags, verdict, session, S.STOP, "")
+    streams = {}
+    for size in (1 << 20, 4096, 7, 1):
+        stream = session.keep(step(dut, verdict, S.STOP_COPY, f"saving with {size}-byte reads"))
+        assert stream is not None
+        streams[size] = read_all(stream, chunk=size, verdict=verdict)
+        step(dut, verdict, S.STOP, "")
+    ref = streams[1 << 20]
+    differ = [f"{size}-byte reads: {len(data)} bytes" for size, data in streams.items() if data != ref]
+    verdict.check("STREAM.READ_CHUNKING", not differ, expected=f"the same {len(ref)} bytes each time",
+                  observed="; ".join(differ) or "same")
+
+
+@pytest.mark.rule("STREAM.WRITE_SPLIT")
+def test_resume_accepts_any_split(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                                  request: pytest.FixtureRequest) -> None:
+    """The same stream written whole, a byte at a time, in 7-byte and in 3-then-rest pieces, loads each time."""
+    data = save(dut, flags, verdict, session)
+    dest = target(request, dut, flags, verdict)
+    for sizes in ((len(data),), (1,), (7,), (3, len(data))):
+        res = load(dest, flags, verdict, session, data, sizes)
+        require_loaded(verdict, "STREAM.WRITE_SPLIT", res, f"{len(data)} bytes written in pieces of {sizes}")
+        session.close_all()
+        reset(dest, verdict, "between splits")
+
+
+ROUTES = ("stop_copy", "pre_copy", "pre_copy-unread")
+
+
+def _save_by(route: str, dev: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bytes:
+    if route == "stop_copy":
+        return save(dev, flags, verdict, session)
+    return save_with_precopy(dev, flags, verdict, session, read_precopy=route == "pre_copy", chunk=7)
+
+
+@pytest.mark.rule("STREAM.ROUND_TRIP")
+@pytest.mark.parametrize("route", ROUTES)
+def test_round_trip(flags: int, route: str, dut: MigrationDevice, verdict: Verdict, session: Session,
+                    request: pytest.FixtureRequest) -> None:
+    """A changed device saved (via STOP_COPY, via PRE_COPY read in 7-byte pieces, via PRE_COPY unread)
+    and resumed on a compatible device gives the same device state."""
+    if route != "stop_copy" and not flags & MigFlag.PRE_COPY:
+        pytest.skip("route through PRE_COPY needs VFIO_MIGRATION_PRE_COPY")
+    if not isinstance(dut, DeviceProfile):
+        pytest.skip(f"no device profile for driver {dut.driver}: cannot compare device states")
+    dut.dirty(7)
+    data = _save_by(route, dut, flags, verdict, session)
+    want = dut.state_digest()
+    dest = target(request, dut, flags, verdict)
+    res = load(dest, flags, verdict, session, data)
+    require_loaded(verdict, "STREAM.ROUND_TRIP", res, f"resuming a stream saved via {route}")
+    assert isinstance(dest, DeviceProfile)
+    got = dest.state_digest()
+    verdict.check("STREAM.ROUND_TRIP", got == want, expected=f"device state digest {want.hex()[:16]}",
+                  observed=f"device state digest {got.hex()[:16]}",
+                  context=f"after resuming a stream saved via {route}")
+
+
+@pytest.mark.rule("ARC.TRANSITION", "ARC.DATA_FD", "STREAM.ROUND_TRIP")
+def test_qemu_sequence(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                       request: pytest.FixtureRequest) -> None:
+    """What QEMU's hw/vfio/migration.c asks of a driver, end to end, for this feature set.
+
+    Source: save_setup RUNNING -> PRE_COPY (with PRE_COPY), save_iterate reads until both counters are
+    zero; vfio_vmstate_change_prepare (with P2P) -> PRE_COPY_P2P or RUNNING_P2P; vfio_vmstate_change
+    -> STOP_COPY (one request from PRE_COPY), save_complete_precopy reads until 0; save_cleanup -> STOP.
+    Destination: load_setup RUNNING -> RESUMING (a combination request); the stream written as it
+    arrives; VM start: prepare -> RUNNING_P2P (with P2P), then -> RUNNING.
+    """
+    p2p, pre = bool(flags & MigFlag.P2P), bool(flags & MigFlag.PRE_COPY)
+    if isinstance(dut, DeviceProfile):
+        dut.dirty(3)
+
+    def qset(dev: MigrationDevice, new: State, why: str) -> DataStream | None:
+        before = get_state(dev)
+        err, stream = _errno(lambda: set_state(dev, new))
+        after = get_state(dev)
+        plan = model.plan(flags, State(before), new)
+        verdict.check("ARC.TRANSITION", err == 0 and after == new, expected=f"success, GET reports {new.name}",
+                      observed=f"{errno_name(err)}, GET reports {state_name(after)}",
+                      context=f"QEMU {why}: SET {state_name(before)} -> {new.name}; model path {plan.describe()}")
+        verdict.check("ARC.DATA_FD", (stream is not None) == plan.new_fd,
+                      expected="a new data_fd" if plan.new_fd else "no data_fd",
+                      observed="a data_fd" if stream is not None else "none", context=f"QEMU {why}")
+        return session.keep(stream)  # type: ignore[arg-type]
+
+    data = bytearray()
+    stream = None
+    if pre:
+        stream = qset(dut, S.PRE_COPY, "save_setup")
+        assert stream is not None
+        data += read_available(stream)
+    if p2p:
+        qset(dut, S.PRE_COPY_P2P if pre else S.RUNNING_P2P, "vfio_vmstate_change_prepare")
+    new = qset(dut, S.STOP_COPY, "vfio_vmstate_change (stop)")
+    stream = stream or new
+    assert stream is not None
+    data += drain_in_group(stream, verdict) if pre else read_all(stream, verdict=verdict)
+    qset(dut, S.STOP, "save_cleanup")
+    want = dut.state_digest() if isinstance(dut, DeviceProfile) else None
+
+    dest = target(request, dut, flags, verdict)
+    resuming = qset(dest, S.RESUMING, "load_setup")
+    assert resuming is not None
+    for pos in range(0, len(data), 1 << 20):
+        resuming.write(bytes(data[pos:pos + (1 << 20)]))
+    if p2p:
+        qset(dest, S.RUNNING_P2P, "vfio_vmstate_change_prepare (VM start)")
+    qset(dest, S.RUNNING, "vfio_vmstate_change (VM start)")
+    if want is not None and isinstance(dest, DeviceProfile):
+        got = dest.state_digest()
+        verdict.check("STREAM.ROUND_TRIP", got == want, expected=f"digest {want.hex()[:16]}",
+                      observed=f"digest {got.hex()[:16]}", context="after QEMU's sequence")
+
+
+@pytest.mark.rule("FD.ENDED", "ARC.TRANSITION")
+def test_precopy_is_optional(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                             request: pytest.FixtureRequest) -> None:
+    """PRE_COPY -> RUNNING is a legal arc that ends the session and leaves a working device."""
+    if not flags & MigFlag.PRE_COPY:
+        pytest.skip("needs VFIO_MIGRATION_PRE_COPY")
+    reach(dut, flags, verdict, session, S.RUNNING)
+    stream = session.keep(step(dut, verdict, S.PRE_COPY, "starting a precopy"))
+    assert stream is not None
+    read_available(stream, 7)
+    step(dut, verdict, S.RUNNING, "abandoning the precopy (PRE_COPY -> RUNNING)")
+    err, left = _errno(lambda: stream.read(4096))
+    verdict.check("FD.ENDED", not left, expected="no more data on the abandoned session's fd",
+                  observed=f"{len(left or b'')} bytes" if left else errno_name(err))
+    data = save(dut, flags, verdict, session)
+    dest = target(request, dut, flags, verdict)
+    res = load(dest, flags, verdict, session, data)
+    verdict.check("ARC.TRANSITION", res.ok, expected="a migration after the abandoned precopy loads",
+                  observed=res.describe())
