@@ -106,7 +106,7 @@ def test_initial_bytes_drain(case: PrecopyCase, dut: MigrationDevice, verdict: V
     At the temporary end of stream (both counters zero) read() should fail with ENOMSG, not return 0.
     """
     stream = enter(dut, case, verdict, session)
-    last = info_or_fail(stream, verdict, "before reading")
+    first = last = info_or_fail(stream, verdict, "before reading")
     total = 0
     for _ in range(MAX_READS):
         ctx = f"after reading {total} bytes in {READ_SIZE}-byte reads in {case.entry.name}"
@@ -116,6 +116,10 @@ def test_initial_bytes_drain(case: PrecopyCase, dut: MigrationDevice, verdict: V
         except OSError as exc:
             data, err = b"", exc.errno or 0
         if not data:
+            verdict.check("PRECOPY.INITIAL_BYTES", total == 0 or last.initial_bytes < first.initial_bytes
+                          or first.initial_bytes == 0,
+                          expected=f"initial_bytes below its first value {first.initial_bytes} after reading",
+                          observed=f"initial_bytes {last.initial_bytes} after {total} bytes", context=ctx)
             remaining = last.initial_bytes + last.dirty_bytes
             verdict.check("EOS.PRECOPY_NOT_EARLY", remaining == 0,
                           expected=f"data (the counters said initial_bytes {last.initial_bytes}, "
@@ -148,7 +152,7 @@ def test_dirty_data_is_readable(case: PrecopyCase, dut: MigrationDevice, verdict
     read_available(stream)
     for seed in range(1, 4):
         dut.dirty(seed)
-    info = precopy_info(stream)
+    info = info_or_fail(stream, verdict, "after the device changed its state")
     if info.initial_bytes + info.dirty_bytes == 0:
         return  # "may increase": a driver that keeps dirty_bytes at 0 is within the text
     try:
