@@ -21,7 +21,7 @@ from fixtures.backend import (
     precopy_info,
     set_state,
 )
-from fixtures.driving import Session, reach, read_all, read_available, step
+from fixtures.driving import Session, open_session, reach, read_all, read_available, step
 from fixtures.plugin import backend_of, feature_set_id
 from fixtures.uapi import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
 from fixtures.verdict import Verdict, errno_name
@@ -172,6 +172,7 @@ def test_counters_ignore_callers_buffer(case: PrecopyCase, dut: MigrationDevice,
     """The counters are the same whatever the caller's buffer held; flags only after the v2 opt-in."""
     stream = enter(dut, case, verdict, session)
     patterns = (0, 0xFFFFFFFFFFFFFFFF, 0x0123456789ABCDEF, 1)
+    info_or_fail(stream, verdict, f"GET_PRECOPY_INFO in {case.entry.name}")
     seen = []
     for fill in patterns:
         raw = stream.precopy_info(pack_precopy_info(flags=0, initial=fill, dirty=fill))
@@ -219,8 +220,7 @@ def _expect_einval(verdict: Verdict, stream: DataStream, where: str) -> None:
 def test_precopy_info_outside_precopy(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
     """In STOP_COPY (entered from STOP, or from PRE_COPY on the same fd) the ioctl gives EINVAL."""
     reach(dut, flags, verdict, session, State.STOP)
-    stream = session.keep(step(dut, verdict, State.STOP_COPY, "entering STOP_COPY from STOP"))
-    assert stream is not None
+    stream = open_session(dut, verdict, session, State.STOP_COPY, "entering STOP_COPY from STOP")
     _expect_einval(verdict, stream, "on a STOP_COPY session started from STOP")
     read_all(stream, verdict=verdict)
     if not flags & MigFlag.PRE_COPY:
@@ -232,8 +232,7 @@ def test_precopy_info_outside_precopy(flags: int, dut: MigrationDevice, verdict:
     step(dut, verdict, State.STOP, "ending the session")
     session.close_all()
     reach(dut, flags, verdict, session, State.RUNNING)
-    pre = session.keep(step(dut, verdict, State.PRE_COPY, "entering PRE_COPY"))
-    assert pre is not None
+    pre = open_session(dut, verdict, session, State.PRE_COPY, "entering PRE_COPY")
     if flags & MigFlag.P2P:
         step(dut, verdict, State.PRE_COPY_P2P, "moving within the saving group")
     step(dut, verdict, State.STOP_COPY, "moving to STOP_COPY on the same fd")

@@ -28,6 +28,7 @@ from fixtures.driving import (
     Session,
     drain_in_group,
     load,
+    open_session,
     reach,
     read_all,
     read_available,
@@ -86,8 +87,7 @@ def test_stopcopy_end_of_stream(flags: int, dut: MigrationDevice, verdict: Verdi
         routes.append(("PRE_COPY -> STOP_COPY", S.PRE_COPY))
     for route, start in routes:
         reach(dut, flags, verdict, session, S.RUNNING if start == S.PRE_COPY else S.STOP)
-        stream = session.keep(step(dut, verdict, start if start == S.PRE_COPY else S.STOP_COPY, route))
-        assert stream is not None
+        stream = open_session(dut, verdict, session, start if start == S.PRE_COPY else S.STOP_COPY, route)
         walk(dut, flags, verdict, session, S.STOP_COPY, route)
         if start == S.PRE_COPY:
             drain_in_group(stream, verdict)
@@ -116,8 +116,7 @@ def test_saving_group_keeps_one_fd(flags: int, dut: MigrationDevice, verdict: Ve
     if not flags & MigFlag.PRE_COPY:
         pytest.skip("the saving group has one state without VFIO_MIGRATION_PRE_COPY")
     reach(dut, flags, verdict, session, S.RUNNING)
-    stream = session.keep(step(dut, verdict, S.PRE_COPY, "starting the session"))
-    assert stream is not None
+    stream = open_session(dut, verdict, session, S.PRE_COPY, "starting the session")
     moves = [S.PRE_COPY_P2P, S.PRE_COPY, S.PRE_COPY_P2P, S.STOP_COPY] if flags & MigFlag.P2P else [S.STOP_COPY]
     data = bytearray()
     for nxt in moves:
@@ -166,14 +165,12 @@ def test_fd_direction(flags: int, dut: MigrationDevice, verdict: Verdict, sessio
     """A saving fd cannot be written and a resuming fd cannot be read: EBADF."""
     data = save(dut, flags, verdict, session)
     walk(dut, flags, verdict, session, S.STOP, "")
-    saving = session.keep(step(dut, verdict, S.STOP_COPY, "a saving fd"))
-    assert saving is not None
+    saving = open_session(dut, verdict, session, S.STOP_COPY, "a saving fd")
     err, _ = _errno(lambda: saving.write(b"x"))
     verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
                   context="write() on a saving fd")
     step(dut, verdict, S.STOP, "")
-    resuming = session.keep(step(dut, verdict, S.RESUMING, "a resuming fd"))
-    assert resuming is not None
+    resuming = open_session(dut, verdict, session, S.RESUMING, "a resuming fd")
     err, _ = _errno(lambda: resuming.read(16))
     verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
                   context="read() on a resuming fd")
@@ -184,15 +181,13 @@ def test_fd_direction(flags: int, dut: MigrationDevice, verdict: Verdict, sessio
 def test_fd_not_seekable(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
     """Data fds are streams: lseek, pread and pwrite give ESPIPE."""
     data = save(dut, flags, verdict, session)
-    saving = session.keep(step(dut, verdict, S.STOP_COPY, "a saving fd"))
-    assert saving is not None
+    saving = open_session(dut, verdict, session, S.STOP_COPY, "a saving fd")
     for what, op in (("lseek", lambda: saving.lseek(0, os.SEEK_SET)), ("pread", lambda: saving.pread(8, 0))):
         err, _ = _errno(op)
         verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
                       context=f"{what} on a saving fd")
     step(dut, verdict, S.STOP, "")
-    resuming = session.keep(step(dut, verdict, S.RESUMING, "a resuming fd"))
-    assert resuming is not None
+    resuming = open_session(dut, verdict, session, S.RESUMING, "a resuming fd")
     err, _ = _errno(lambda: resuming.pwrite(data[:8], 0))
     verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
                   context="pwrite on a resuming fd")
@@ -252,8 +247,7 @@ def test_read_sizes_do_not_change_the_stream(flags: int, dut: MigrationDevice, v
     walk(dut, flags, verdict, session, S.STOP, "")
     streams = {}
     for size in (1 << 20, 4096, 7, 1):
-        stream = session.keep(step(dut, verdict, S.STOP_COPY, f"saving with {size}-byte reads"))
-        assert stream is not None
+        stream = open_session(dut, verdict, session, S.STOP_COPY, f"saving with {size}-byte reads")
         streams[size] = read_all(stream, chunk=size, verdict=verdict)
         step(dut, verdict, S.STOP, "")
     ref = streams[1 << 20]
@@ -371,8 +365,7 @@ def test_precopy_is_optional(flags: int, dut: MigrationDevice, verdict: Verdict,
     if not flags & MigFlag.PRE_COPY:
         pytest.skip("needs VFIO_MIGRATION_PRE_COPY")
     reach(dut, flags, verdict, session, S.RUNNING)
-    stream = session.keep(step(dut, verdict, S.PRE_COPY, "starting a precopy"))
-    assert stream is not None
+    stream = open_session(dut, verdict, session, S.PRE_COPY, "starting a precopy")
     read_available(stream, 7)
     step(dut, verdict, S.RUNNING, "abandoning the precopy (PRE_COPY -> RUNNING)")
     err, left = _errno(lambda: stream.read(4096))
