@@ -1,3 +1,3 @@
 """vfio-mig-cts: the conformance plugin is loaded for every run from this directory."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.health"]
+pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.health", "fixtures.killmatrix"]

@@ -2,6 +2,7 @@
 # vfio-mig-cts entry point.
 #   ./cts [pytest options]      set up if needed, then run the conformance suite (default: the embedded mock)
 #   ./cts selftest              the project's own tests, with ruff and mypy
+#   ./cts killmatrix            the fault catalogue against the suite, as a table (reports/kill-matrix.md)
 #   ./cts lane [lane options]   build/boot the guest kernel and run the suite against mtty in it
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,7 +12,12 @@ case "${1:-}" in
     shift
     echo "== ruff"; .venv/bin/ruff check .
     echo "== mypy"; .venv/bin/mypy
-    echo "== pytest tests/"; exec .venv/bin/python -m pytest tests -n 2 -p no:cacheprovider "$@"
+    echo "== pytest tests/ (the kill matrix goes to reports/kill-matrix.md)"
+    exec .venv/bin/python -m pytest tests -n 2 -p no:cacheprovider --kill-matrix reports "$@"
+    ;;
+  killmatrix)
+    shift
+    exec .venv/bin/python -m fixtures.killmatrix "$@"
     ;;
   lane)
     shift

@@ -158,16 +158,17 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
               "command": boot.vng_command(dataclasses.replace(spec, accel=used))}
     lost = (f"killed after {spec.run_timeout:.0f} s; " if res.timed_out else "") + f"last output: {res.tail(3)}"
     try:
-        status, summaries = results.verdict(results.read_guest_result(args.reports), args.reports,
-                                            expected_runs(args), lost)
+        guest = results.read_guest_result(args.reports)
+        status, summaries = results.verdict(guest, args.reports, expected_runs(args), lost)
     except LaneError as exc:
         record["verdict"] = exc.code.name
         (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
         raise
-    record["verdict"] = status
+    release = str((guest or {}).get("release") or kernel.release)  # a user's bzImage: what the guest saw
+    record["release"], record["verdict"] = release, status
     record["total_s"] = round(time.monotonic() - t0, 1)
     (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    print(f"\nlane: {kernel.release} under {used.value}: guest command after {res.start_seconds or 0:.1f} s, "
+    print(f"\nlane: {release} under {used.value}: guest command after {res.start_seconds or 0:.1f} s, "
           f"guest done after {guest_seconds:.1f} s; reports in {args.reports}")
     for s in summaries:
         print(f"lane: {s.line()}")

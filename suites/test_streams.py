@@ -151,6 +151,8 @@ def test_ended_session_fd_yields_nothing(flags: int, end: str, dut: MigrationDev
         pytest.skip(f"{end} needs {MigFlag(needs)!r}")
     reach(dut, flags, verdict, session, start)
     stream = session.current
+    verdict.check("ARC.DATA_FD", stream is not None, expected=f"a data_fd from the arc into {start.name}",
+                  observed="none", context=f"setup: starting a session in {start.name}")
     assert stream is not None
     step(dut, verdict, after, f"ending the session with {end}")
     for attempt in range(2):

@@ -8,12 +8,17 @@ import pytest
 
 from fixtures import globs
 from fixtures.faults import CATALOGUE
+from fixtures.killmatrix import record
 from fixtures.rules import RULES
 from fixtures.suite_run import run_suite
 
 
+# Fault runs need results.json only: no JUnit or Allure files (they double a run's time).
+FAST = ("-p", "no:allure_pytest", "-p", "no:junitxml")
+
+
 def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:
-    run = run_suite(tmp_path, "--strict")
+    run = run_suite(tmp_path, "--strict", *FAST)
     assert run.returncode == 0, run.output[-3000:]
     assert len(run.results) >= 300
     assert not [r for r in run.results if r["outcome"] not in ("passed", "skipped")], run.output[-3000:]
@@ -21,19 +26,22 @@ def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CATALOGUE))
-def test_fault_is_caught(name: str, tmp_path: Path) -> None:
+def test_fault_is_caught(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Every test the entry names fails against it; every failure is within the entry's rule family."""
     fault = CATALOGUE[name]
-    args = ["--fault", name, "--strict", "--hazard-timeout", "2"]
+    args = ["--fault", name, "--strict", "--hazard-timeout", "2", *FAST]
     if fault.profile:
         args += ["--kernel-profile", fault.profile]
     run = run_suite(tmp_path, *args)
     outcomes = run.outcomes()
+    killed_by = sorted(n for n, o in outcomes.items() if o in ("failed", "error"))
+    survivors = sorted(n for pattern in fault.kills for n in outcomes
+                       if globs.match(n, pattern) and outcomes[n] not in ("failed", "error"))
+    record(request.node.user_properties, entry=name, rule=fault.rule, killed_by=killed_by, survivors=survivors)
     assert run.returncode == 1, f"suite exit {run.returncode}\n{run.output[-2000:]}"
     for pattern in fault.kills:
-        matched = [n for n in outcomes if globs.match(n, pattern)]
-        assert matched, f"{name}: no test matches {pattern}"
-        survivors = [n for n in matched if outcomes[n] not in ("failed", "error")]
-        assert not survivors, f"{name}: these tests should fail but did not: {survivors}"
+        assert any(globs.match(n, pattern) for n in outcomes), f"{name}: no test matches {pattern}"
+    assert not survivors, f"{name}: these tests should fail but did not: {survivors}"
     family = fault.family
     for r in run.failures():
         assert r["broken"], f"{name}: {r['nodeid']} failed without naming a rule:\n{r['message'][:1500]}"
