@@ -12,9 +12,11 @@ from fixtures.killmatrix import record
 from fixtures.rules import RULES
 from fixtures.suite_run import run_suite
 
-
 # Fault runs need results.json only: no JUnit or Allure files (they double a run's time).
 FAST = ("-p", "no:allure_pytest", "-p", "no:junitxml")
+
+
+pytestmark = pytest.mark.timeout(900)  # each test runs the whole suite in a child pytest
 
 
 def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:

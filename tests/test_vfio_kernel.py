@@ -73,3 +73,12 @@ def test_named_profiles() -> None:
     assert kernel.named_profile("7.2").blocked_arc_fix
     with pytest.raises(BackendError, match="unknown --kernel-profile 'nope'"):
         kernel.named_profile("nope")
+
+
+def test_a_hanging_probe_is_no_answer() -> None:
+    from fixtures.vfio.timeouts import IoctlHang
+
+    def hang(flags: int) -> None:
+        raise IoctlHang("VFIO_DEVICE_FEATURE PROBE|GET", 1.0)
+    with pytest.raises(IoctlHang):
+        detect(hang, DEBIAN)
