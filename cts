@@ -4,6 +4,7 @@
 #   ./cts selftest              the project's own tests, with ruff and mypy
 #   ./cts killmatrix            the fault catalogue against the suite, as a table (reports/kill-matrix.md)
 #   ./cts lane [lane options]   build/boot the guest kernel and run the suite against mtty in it
+#   ./cts report [DIR...]       the Allure 3 HTML report of the last run (reports/allure-report; needs Node.js 20+)
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -22,6 +23,10 @@ case "${1:-}" in
   lane)
     shift
     exec .venv/bin/python -m lane "$@"
+    ;;
+  report)
+    shift
+    exec scripts/allure-report "$@"
     ;;
   *)
     exec .venv/bin/python -m pytest suites "$@"

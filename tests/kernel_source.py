@@ -22,6 +22,7 @@ NEEDED = (
     "drivers/vfio/vfio_main.c",
     "samples/vfio-mdev/mtty.c",
     "tools/testing/kunit/kunit_parser.py",
+    "tools/testing/kunit/kunit_printer.py",  # kunit_parser imports it
 )
 
 
@@ -38,10 +39,10 @@ def source_tree() -> Path | None:
         if _tree_has(tree) and (tree.parent / ".extracted").exists():
             return tree
     files = root / "spec-files" / "linux-source-6.12"
-    if _tree_has(files):
+    if all((files / f).exists() for f in NEEDED):
         return files
     if not SOURCE_TARBALL.exists():
-        return None
+        return files if _tree_has(files) else None
     files.mkdir(parents=True, exist_ok=True)
     wanted = {f"linux-source-6.12/{f}" for f in NEEDED}
     with tarfile.open(SOURCE_TARBALL) as tar:
