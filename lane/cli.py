@@ -18,7 +18,7 @@ from lane import accel, arch, boot, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTATIONS = ROOT / "lane" / "mtty-expectations.toml"
+EXPECTATIONS = ROOT / "expectations" / "mtty.toml"
 OPEN_PATHS = ("cdev", "legacy")
 
 

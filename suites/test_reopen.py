@@ -1,0 +1,162 @@
+"""Close and reopen, as after a VMM crash: the data fd, the device, or both, in every state.
+
+The uAPI says nothing of a close in mid-migration; the device must still come back usable: GET
+answers with a state the flags support (upstream PCI drivers restart in RUNNING; mtty keeps the
+state), a request to leave it returns (success or an errno) without hanging or a kernel splat,
+VFIO_DEVICE_RESET returns RUNNING, and a full migration works. A data fd kept across the device's
+close is dead afterwards.
+
+Closing and reopening the device needs the backend's ``Reopen`` capability (the mock has it). On a
+real kernel these paths are hazards: mtty 6.12.117 oopses when the device, closed in RESUMING and
+opened again, is asked to leave RESUMING (the task dies holding the state mutex; every later
+migration ioctl on that mdev hangs). The vfio backend's watchdog turns a hang into ETIMEDOUT; the
+kernel messages make the test an ERROR quoting the oops.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+
+from fixtures import model
+from fixtures.backend import MigrationDevice, Reopen, get_state, set_state
+from fixtures.driving import Session
+from fixtures.plugin import backend_of, feature_set_id, is_real
+from fixtures.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
+from fixtures.uapi import State, state_name
+from fixtures.verdict import Verdict, errno_name
+
+S = State
+WITH_SESSION = frozenset({S.PRE_COPY, S.PRE_COPY_P2P, S.STOP_COPY, S.RESUMING, S.ERROR})
+MODES = ("data-fd", "data-fd+device", "device")  # what is closed: the data fd; it, then the device; the device
+T = TypeVar("T")
+MTTY_OOPS = ("mtty 6.12.117 oopses when a device closed in RESUMING and opened again is asked to leave "
+             "RESUMING (the task dies holding the state mutex; the mdev is lost until reboot)")
+
+
+@dataclass(frozen=True)
+class ReopenCase:
+    flags: int
+    state: State
+    mode: str
+
+    @property
+    def id(self) -> str:
+        return f"{feature_set_id(self.flags)}-{self.state.name}-{self.mode}"
+
+    @property
+    def hazard(self) -> bool:
+        return self.state == S.RESUMING and self.mode != "data-fd"
+
+
+def reopen_cases(flag_sets: list[int], modes: tuple[str, ...]) -> list[ReopenCase]:
+    return [ReopenCase(f, s, m) for f in flag_sets for s in model.reachable_states(f) for m in modes
+            if m == "data-fd+device" or s in WITH_SESSION]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Parametrized as ``arc``: the plugin takes the feature set from ``arc.flags`` (see test_resume.py).
+    if "arc" not in metafunc.fixturenames:
+        return
+    sets = backend_of(metafunc.config).feature_sets()
+    modes = MODES[:1] if metafunc.function.__name__ == "test_close_data_fd" else MODES[1:]
+    cases = reopen_cases(sets, modes)
+    metafunc.parametrize("arc", [pytest.param(c, id=c.id, marks=[pytest.mark.hazard(MTTY_OOPS)] if c.hazard else [])
+                                 for c in cases])
+
+
+@pytest.fixture
+def case(arc: ReopenCase) -> ReopenCase:
+    return arc
+
+
+def _timed(fn: Callable[[], T]) -> tuple[int, T | None]:
+    """(0, value) or (errno, None); ETIMEDOUT is how a hang shows (the vfio backend's watchdog)."""
+    try:
+        return 0, fn()
+    except OSError as exc:
+        return exc.errno or errno.EIO, None
+
+
+def _hang_text(what: str) -> str:
+    return (f"KERNEL BUG: {what} did not return (ETIMEDOUT); if an oops was logged, the task died "
+            "holding the driver's state mutex (see the kernel messages); the device is lost until reboot")
+
+
+@pytest.mark.rule("REOPEN.USABLE", "ARC.RESET", "RESET.ABORT_RESUMING", "RESUME.COMPATIBLE")
+def test_close_data_fd(case: ReopenCase, dut: MigrationDevice, verdict: Verdict, session: Session,
+                       request: pytest.FixtureRequest) -> None:
+    """Closing a session's data fd mid-stream leaves the state as it was; reset and a migration work."""
+    live = open_session(dut, case.flags, verdict, session, case.state)
+    before = get_state(dut)
+    for fd in live:
+        fd.stream.close()
+    err, after = _timed(lambda: get_state(dut))
+    observed = _hang_text("GET") if err == errno.ETIMEDOUT else (
+        f"GET failed with {errno_name(err)}" if err else f"GET reports {state_name(after or 0)}")
+    verdict.check("REOPEN.USABLE", not err and after == before, expected=f"GET reports {state_name(before)}",
+                  observed=observed, context=f"after closing the {live[0].kind} fd in {case.state.name}")
+    if err:
+        return
+    session.close_all()
+    why = f"closing the data fd in {case.state.name}"
+    reset_out_of(dut, verdict, why)
+    migrate_again(dut, case.flags, verdict, session, seed=61, why=f"a migration after {why}")
+
+
+@pytest.mark.rule("REOPEN.USABLE", "REOPEN.DEAD_FDS", "ARC.RESET", "RESET.ABORT_RESUMING", "RESUME.COMPATIBLE")
+def test_reopen_device(case: ReopenCase, dut: MigrationDevice, verdict: Verdict, session: Session,
+                       request: pytest.FixtureRequest) -> None:
+    """Closing and reopening the device in a state (the data fd closed first, or kept): it comes back in a
+    state the flags support, leaves it without hanging, resets to RUNNING and migrates; a kept fd is dead."""
+    if not isinstance(dut, Reopen):
+        pytest.skip(f"backend {backend_of(request.config).name} cannot close and reopen a device "
+                    "(no Reopen capability)")
+    if case.hazard and is_real(backend_of(request.config)) and not request.config.getoption("run_hazards"):
+        pytest.skip(f"hazard not run: {MTTY_OOPS}; --run-hazards runs it")
+    flags = case.flags
+    live = open_session(dut, flags, verdict, session, case.state)
+    kept: list[Live] = []
+    if case.mode == "data-fd+device":
+        for fd in live:
+            fd.stream.close()
+    else:
+        kept = live
+    where = f"closed in {case.state.name} ({'data fd closed first' if case.mode != 'device' else 'data fd kept'})"
+    err, _ = _timed(dut.reopen)
+    got: int | None = None
+    if not err:
+        err, got = _timed(lambda: get_state(dut))
+    allowed = {int(s) for s in model.supported_states(flags)} | {int(S.ERROR)}
+    state = got if got is not None and not err else -1
+    if err:
+        observed = _hang_text("reopen/GET") if err == errno.ETIMEDOUT else f"reopen/GET failed with {errno_name(err)}"
+    else:
+        observed = f"GET reports {state_name(state)}"
+        request.node.user_properties.append(("reopened-in", state_name(state)))
+    verdict.check("REOPEN.USABLE", not err and state in allowed,
+                  expected="the device opens and GET reports a state its flags support (or ERROR)",
+                  observed=observed, context=f"device {where}, opened again")
+    if err:
+        return
+    if state not in (S.RUNNING, S.ERROR):  # a SET from ERROR trips the core's WARN_ON: only reset leaves it
+        err, stream = _timed(lambda: set_state(dut, S.RUNNING))
+        if stream is not None:
+            stream.close()
+        hung = err == errno.ETIMEDOUT
+        left = "" if hung else f", GET reports {state_name(get_state(dut))}"
+        verdict.check("REOPEN.USABLE", not hung, expected="SET RUNNING returns (success or an errno)",
+                      observed=(_hang_text(f"SET {state_name(state)} -> RUNNING") if hung
+                                else f"{errno_name(err)}{left}"),
+                      context=f"device {where}, opened again in {state_name(state)}")
+        if hung:
+            return
+    for fd in kept:
+        check_dead(verdict, "REOPEN.DEAD_FDS", fd, f"device {where} and opened again")
+    session.close_all()
+    reset_out_of(dut, verdict, f"device {where} and opened again")
+    migrate_again(dut, flags, verdict, session, seed=71, why=f"a migration after the device was {where}")
