@@ -1,0 +1,1 @@
+"""Mutation testing of the reference mock (docs/mutation.md): ``python -m mutation``."""
