@@ -1,0 +1,311 @@
+"""Races on one device: a reset against a state change, two readers on one saving fd, a state change
+while a poll() waits, a second open while the device is in use.
+
+Each race runs ``--race-repeat`` times; every racing call has ``--race-timeout`` seconds. The device
+must end where the uAPI allows, no call may hang, and no data may come out of a session that ended.
+On the mock the driver sleeps inside each arc and each read (``RaceWindow``), which widens the
+windows the races aim at. Rules: fixtures/rulebook/concurrency.py; what the same device does without
+a race is checked first with the other suites' rules, so a device that already fails that is blamed
+for that, not for the race.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+
+from fixtures import model
+from fixtures.backend import POLLIN, DataStream, MigrationDevice, get_state, set_state
+from fixtures.checks import check_stopcopy_read
+from fixtures.driving import Session, drain_in_group, reach, read_all, read_available, step, walk
+from fixtures.plugin import backend_of, is_real
+from fixtures.races import OpenAgain, RaceWindow, Ran, race, reraise, wait_done
+from fixtures.resume_cases import Live, check_dead, reset_out_of
+from fixtures.stateful_options import RACE_TIMEOUT_MOCK, option
+from fixtures.uapi import MigFlag, State, state_name
+from fixtures.verdict import Verdict, errno_name
+
+S = State
+WINDOW = 0.0005  # seconds the mock's driver sleeps inside each arc and each read during these races
+
+
+def _timeout(request: pytest.FixtureRequest) -> float:
+    t = option(request.config, "race_timeout")
+    if t is not None:
+        return float(t)
+    if is_real(backend_of(request.config)):
+        return float(request.config.getoption("ioctl_timeout")) + 1.0
+    return RACE_TIMEOUT_MOCK
+
+
+def _repeat(request: pytest.FixtureRequest, share: int = 1) -> int:
+    return max(1, int(option(request.config, "race_repeat")) // share)
+
+
+@pytest.fixture
+def racer(dut: MigrationDevice) -> MigrationDevice:
+    """The device under test, with the mock's race window widened."""
+    if isinstance(dut, RaceWindow):
+        dut.widen_race_window(WINDOW)
+    return dut
+
+
+def _stuck(verdict: Verdict, ran: dict[str, Ran], timeout: float, what: str) -> bool:
+    """Whether a call is still running past the timeout (CONC.NO_DEADLOCK); then wait a while longer
+    for it, since the test cannot go on with the device while a call is stuck."""
+    if all(r.done for r in ran.values()):
+        reraise(ran)
+        return False
+    stuck = "; ".join(r.describe() for r in ran.values())
+    verdict.check("CONC.NO_DEADLOCK", False, expected=f"every racing call returns within {timeout:g} s",
+                  observed=stuck, context=what)
+    if not wait_done(ran, 3 * timeout):
+        pytest.fail(f"{what}: calls still stuck after {4 * timeout:g} s ({stuck}); the device is lost",
+                    pytrace=False)
+    return True
+
+
+def _broke(verdict: Verdict, fn: Callable[[], None]) -> bool:
+    """Run a check of what the device does without a race; whether it broke a rule (recorded)."""
+    before = len(verdict.findings)
+    fn()
+    return len(verdict.findings) > before
+
+
+def _baseline_dead_fds(dut: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bool:
+    """Without a race: an arc that ends a session, and a reset, leave its fd dead (FD.ENDED,
+    RESET.DEAD_FDS). Whether both hold, so that a live fd after a race is the race's doing."""
+    reach(dut, flags, verdict, session, S.STOP_COPY)
+    first = session.current
+    assert first is not None
+    step(dut, verdict, S.STOP, "baseline: STOP_COPY -> STOP ends the session")
+    ended = _broke(verdict, lambda: check_dead(verdict, "FD.ENDED", Live("saving", first),
+                                               "baseline (no race): after STOP_COPY -> STOP"))
+    reach(dut, flags, verdict, session, S.STOP_COPY)
+    second = session.current
+    assert second is not None
+    reset_out_of(dut, verdict, "baseline (no race)")
+    by_reset = _broke(verdict, lambda: check_dead(verdict, "RESET.DEAD_FDS", Live("saving", second),
+                                                  "baseline (no race): after VFIO_DEVICE_RESET in STOP_COPY"))
+    session.close_all()
+    return not (ended or by_reset)
+
+
+# --- a reset racing a state change ---------------------------------------------------------------
+
+def _reset_race_pairs(flags: int) -> list[tuple[State, State]]:
+    pairs = [(S.RUNNING, S.STOP_COPY), (S.STOP, S.RESUMING), (S.STOP_COPY, S.RUNNING), (S.RUNNING, S.STOP)]
+    if flags & MigFlag.PRE_COPY:
+        pairs += [(S.RUNNING, S.PRE_COPY), (S.PRE_COPY, S.STOP_COPY), (S.PRE_COPY, S.STOP)]
+    return pairs
+
+
+@pytest.mark.rule("CONC.RESET_RACE", "CONC.DEAD_SESSION", "CONC.NO_DEADLOCK")
+def test_reset_races_state_change(flags: int, racer: MigrationDevice, verdict: Verdict, session: Session,
+                                  request: pytest.FixtureRequest) -> None:
+    """VFIO_DEVICE_RESET from another thread while a SET walks its path: the device ends in RUNNING or the
+    SET's target, and the fds of sessions the reset ended give no data."""
+    dut, timeout = racer, _timeout(request)
+    judge_fds = _baseline_dead_fds(dut, flags, verdict, session)
+    rng = random.Random(0x5EED)
+    pairs = _reset_race_pairs(flags)
+    window = WINDOW if isinstance(dut, RaceWindow) else 0.0005
+    for i in range(_repeat(request)):
+        start, target = pairs[i % len(pairs)]
+        reach(dut, flags, verdict, session, start)
+        old = session.current if start in model.SAVING_GROUP else None
+        arcs = len(model.plan(flags, start, target).arcs)
+        delay = rng.uniform(0, window * (arcs + 1))
+        what = f"race {i + 1}: SET {start.name} -> {target.name} ({arcs} arcs) against a reset after " \
+               f"{delay * 1e3:.2f} ms"
+
+        def delayed_reset(delay: float = delay) -> None:
+            time.sleep(delay)
+            dut.reset()
+
+        ran = race({"SET": lambda t=target: set_state(dut, t), "reset": delayed_reset}, timeout)  # type: ignore[misc]
+        if _stuck(verdict, ran, timeout, what):
+            return
+        stream: DataStream | None = ran["SET"].value
+        session.keep(stream)
+        after = get_state(dut)
+        err = ran["SET"].err
+        allowed = {S.RUNNING} | ({target} if not err else set())
+        verdict.check("CONC.RESET_RACE", after in allowed,
+                      expected=" or ".join(sorted(state_name(s) for s in allowed)),
+                      observed=f"GET reports {state_name(after)} (SET {errno_name(err)}, reset "
+                               f"{errno_name(ran['reset'].err)})", context=what)
+        may_fd = model.plan(flags, start, target).new_fd or model.plan(flags, S.RUNNING, target).new_fd
+        verdict.check("ARC.DATA_FD", stream is None or may_fd, expected="no data_fd", observed="a data_fd",
+                      context=what)
+        if judge_fds:
+            dead = [("the session open before the race", old)]
+            if after == S.RUNNING and stream is not None and target != S.RUNNING:
+                dead.append((f"the session SET {target.name} started (the reset came last)", stream))
+            for name, fd in dead:
+                if fd is not None:
+                    kind = "resuming" if fd is stream and target == S.RESUMING else "saving"
+                    check_dead(verdict, "CONC.DEAD_SESSION", Live(kind, fd), f"{what}: {name}")
+        session.close_all()
+        reset_out_of(dut, verdict, f"after {what}")
+
+
+# --- two readers on one saving fd ----------------------------------------------------------------
+
+def _reader(stream: DataStream, chunk: int) -> tuple[list[bytes], int]:
+    """Read to the end: the pieces in the order read, and the errno that stopped it (0: end of stream)."""
+    pieces: list[bytes] = []
+    total = 0
+    while total < 64 << 20:
+        try:
+            data = stream.read(chunk)
+        except OSError as exc:
+            return pieces, exc.errno or errno.EIO
+        if not data:
+            return pieces, 0
+        pieces.append(data)
+        total += len(data)
+    return pieces, errno.EFBIG
+
+
+@pytest.mark.rule("CONC.SHARED_READS", "CONC.NO_DEADLOCK")
+def test_two_readers_one_fd(flags: int, racer: MigrationDevice, verdict: Verdict, session: Session,
+                            request: pytest.FixtureRequest) -> None:
+    """Two threads read one STOP_COPY fd to its end: their pieces are disjoint parts of the one stream
+    and add up to exactly what a single reader gets."""
+    dut, timeout = racer, _timeout(request)
+    walk(dut, flags, verdict, session, S.STOP, "two readers")
+    ref_stream = session.keep(step(dut, verdict, S.STOP_COPY, "a reference stream, one reader"))
+    assert ref_stream is not None
+    ref = read_all(ref_stream, verdict=verdict, context="the reference stream")
+    step(dut, verdict, S.STOP, "ending the reference session")
+    for i in range(_repeat(request, 2)):
+        stream = session.keep(step(dut, verdict, S.STOP_COPY, "two readers"))
+        assert stream is not None
+        what = f"race {i + 1}: two threads reading one STOP_COPY fd in 16- and 24-byte reads"
+        ran = race({"reader A": lambda s=stream: _reader(s, 16),  # type: ignore[misc]
+                    "reader B": lambda s=stream: _reader(s, 24)}, timeout)  # type: ignore[misc]
+        if _stuck(verdict, ran, timeout, what):
+            return
+        got: list[bytes] = []
+        for r in ran.values():
+            pieces, err = r.value
+            got += pieces
+            if err:
+                check_stopcopy_read(verdict, err, None, False, f"{what}: {r.name} after {len(pieces)} reads")
+        joined = b"".join(got)
+        strays = [p for p in got if p not in ref]
+        same = len(joined) == len(ref) and sorted(joined) == sorted(ref) and not strays
+        verdict.check("CONC.SHARED_READS", same,
+                      expected=f"pieces that together are the {len(ref)}-byte stream one reader gets",
+                      observed=f"{len(got)} pieces, {len(joined)} bytes"
+                               + (f", {len(strays)} not in the stream" if strays else "")
+                               + ("" if sorted(joined) == sorted(ref) else ", not the stream's bytes"),
+                      context=what)
+        step(dut, verdict, S.STOP, "ending the session")
+        session.close_all()
+
+
+# --- a state change while poll() waits -----------------------------------------------------------
+
+@pytest.mark.rule("CONC.POLL_WAKE", "CONC.NO_DEADLOCK")
+def test_poll_wakes_on_state_change(flags: int, racer: MigrationDevice, verdict: Verdict, session: Session,
+                                    request: pytest.FixtureRequest) -> None:
+    """poll() waits on a PRE_COPY fd at its temporary end of stream; another thread moves the device to
+    STOP_COPY: the poll returns readable then, not at its timeout."""
+    if not flags & MigFlag.PRE_COPY:
+        pytest.skip("needs VFIO_MIGRATION_PRE_COPY (a temporary end of stream to wait at)")
+    dut, timeout = racer, _timeout(request)
+    blocked = 0
+    for i in range(_repeat(request, 4)):
+        reach(dut, flags, verdict, session, S.RUNNING)
+        stream = session.keep(step(dut, verdict, S.PRE_COPY, "a precopy session to poll"))
+        assert stream is not None
+        read_available(stream)
+        what = f"race {i + 1}: poll() on the PRE_COPY fd at its temporary end, SET -> STOP_COPY from another thread"
+        moved: list[float] = []
+
+        def move(moved: list[float] = moved) -> None:
+            time.sleep(0.01)
+            moved.append(time.monotonic())
+            walk(dut, flags, verdict, session, S.STOP_COPY, "moving on while poll() waits")
+            moved.append(time.monotonic())
+
+        ran = race({"poll": lambda s=stream: s.poll(POLLIN, int(timeout * 1000)), "SET": move},  # type: ignore[misc]
+                   timeout + 0.5)
+        if _stuck(verdict, ran, timeout + 0.5, what):
+            return
+        poll = ran["poll"]
+        data = drain_in_group(stream, verdict)  # the fd streams on in STOP_COPY (FD.SAVING_GROUP, EOS)
+        assert poll.ended is not None
+        if len(moved) < 2 or poll.ended < moved[0]:
+            session.close_all()
+            reset_out_of(dut, verdict, "between races")
+            continue  # poll() did not wait: nothing raced (mtty's data fds have no .poll)
+        blocked += 1
+        revents = int(poll.value or 0)
+        late = poll.ended - moved[1]
+        verdict.check("CONC.POLL_WAKE", bool(revents & POLLIN) and late < min(0.5, timeout / 2),
+                      expected="poll() returns POLLIN as soon as the device is in STOP_COPY",
+                      observed=f"revents {revents:#x}, {max(late, 0) * 1e3:.0f} ms after the SET returned "
+                               f"(timeout {timeout:g} s); then {len(data)} bytes read",
+                      context=what)
+        session.close_all()
+        reset_out_of(dut, verdict, "between races")
+    if not blocked:
+        pytest.skip(f"poll() on {dut.driver}'s PRE_COPY fd returns at once at the temporary end of stream: "
+                    "there is no wait to race")
+
+
+# --- a second open while the device is in use ----------------------------------------------------
+
+@pytest.mark.rule("CONC.SECOND_OPEN", "CONC.NO_DEADLOCK")
+def test_second_open_while_in_use(flags: int, racer: MigrationDevice, verdict: Verdict, session: Session,
+                                  request: pytest.FixtureRequest) -> None:
+    """While one thread reads the STOP_COPY fd, another opens the device again, asks GET, and closes that
+    open: the first user's state and session are untouched (or the second open is refused)."""
+    dut, timeout = racer, _timeout(request)
+    if not isinstance(dut, OpenAgain):
+        pytest.skip(f"the backend cannot open {dut.name} a second time (no OpenAgain)")
+    opener: OpenAgain = dut
+    walk(dut, flags, verdict, session, S.STOP, "")
+    ref_stream = session.keep(step(dut, verdict, S.STOP_COPY, "a reference stream"))
+    assert ref_stream is not None
+    ref = read_all(ref_stream, verdict=verdict, context="the reference stream")
+    step(dut, verdict, S.STOP, "")
+    for i in range(_repeat(request, 4)):
+        stream = session.keep(step(dut, verdict, S.STOP_COPY, "a session in use"))
+        assert stream is not None
+        head = stream.read(7)
+        what = f"race {i + 1}: a second open of {dut.name} while its STOP_COPY fd is read"
+
+        def second() -> str:
+            other = opener.open_again()
+            try:
+                return state_name(get_state(other))
+            finally:
+                other.close()
+
+        ran = race({"reader": lambda s=stream: _reader(s, 16), "second open": second}, timeout)  # type: ignore[misc]
+        if _stuck(verdict, ran, timeout, what):
+            return
+        pieces, err = ran["reader"].value
+        now = get_state(dut)
+        refused = ran["second open"].err != 0
+        seen = f"refused ({errno_name(ran['second open'].err)})" if refused \
+            else f"GET reports {ran['second open'].value}"
+        verdict.check("CONC.SECOND_OPEN", now == S.STOP_COPY and (refused or ran["second open"].value == "STOP_COPY"),
+                      expected="GET reports STOP_COPY on both opens (or the second open is refused)",
+                      observed=f"the first open's GET reports {state_name(now)}; the second open: {seen}",
+                      context=what)
+        data = head + b"".join(pieces)
+        verdict.check("CONC.SECOND_OPEN", not err and data == ref,
+                      expected=f"the session's fd streams the whole {len(ref)}-byte stream, then 0",
+                      observed=f"{len(data)} bytes, then {errno_name(err) if err else '0'}"
+                               + ("" if data == ref or err else " (other bytes)"), context=what)
+        step(dut, verdict, S.STOP, "ending the session")
+        session.close_all()

@@ -1,0 +1,113 @@
+"""Random sequences of steps on one device, each judged against the model and the registry.
+
+Hypothesis draws SETs (legal and illegal), reads and writes of varying sizes on the live data fd,
+precopy-info queries, early closes, reads of ended fds, resets, full save/resume cycles (and, on the
+mock, ERROR); the checks are the shared ones (fixtures/checks.py). A failure shrinks to a minimal
+sequence, printed (and written under the reports folder) as a standalone script that replays it on the
+same backend. ``--stateful-examples``, ``--stateful-steps`` and ``--stateful-seed`` size and seed it.
+
+On the mock each sequence gets a fresh device; on a real one the device under test is reset between
+sequences (and the reset judged).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from fixtures import globs
+from fixtures.backend import Backend, MigrationDevice, Role, get_state
+from fixtures.plugin import EXPECT_KEY, backend_of, is_real
+from fixtures.stateful import Explorer, Judge, Target, script
+from fixtures.stateful_machine import Exploration, explore
+from fixtures.stateful_options import option, stateful_seed
+from fixtures.uapi import State
+from fixtures.verdict import Verdict
+
+
+def _tolerated(request: pytest.FixtureRequest, dev: MigrationDevice) -> frozenset[str]:
+    """Rules an expectation file says this driver breaks in this test: found, recorded, not stopped at."""
+    out = set()
+    for e in request.config.stash.get(EXPECT_KEY, []):
+        if e.driver not in (None, dev.driver) or e.device not in (None, dev.name):
+            continue
+        if any(globs.match(request.node.nodeid, pat) for pat in e.tests):
+            out.add(e.rule)
+    return frozenset(out)
+
+
+def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool) -> Target:
+    devices = (dev.name,) if real else ()
+    return Target(backend=str(config.getoption("backend")), flags=flags, fault=config.getoption("fault"),
+                  kernel_profile=config.getoption("kernel_profile"), devices=devices,
+                  open_path=str(config.getoption("open_path")), ioctl_timeout=float(config.getoption("ioctl_timeout")),
+                  hazard_timeout=float(config.getoption("hazard_timeout")),
+                  run_hazards=bool(config.getoption("run_hazards")))
+
+
+def _write_script(config: pytest.Config, nodeid: str, text: str) -> Path:
+    base = Path(tempfile.mkdtemp(prefix="vfio-cts-")) if config.getoption("no_reports") \
+        else Path(str(config.getoption("reports"))) / "stateful"
+    base.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", nodeid.split("::")[-1]).strip("-") + ".py"
+    path = base / name
+    path.write_text(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, request: pytest.FixtureRequest) -> None:
+    """Random step sequences, every step checked; a failure comes with its minimal reproducer."""
+    config = request.config
+    backend: Backend = backend_of(config)
+    real = is_real(backend)
+    profile = backend.kernel_profile()
+    tolerated = _tolerated(request, dut)
+    seed = stateful_seed(config, request.node.nodeid)
+    request.node.user_properties.append(("stateful_seed", str(seed)))
+    knobs = {"hazard_timeout": float(config.getoption("hazard_timeout")),
+             "run_hazards": bool(config.getoption("run_hazards")), "real": real}
+
+    def make() -> Explorer:
+        if real:  # the device under test, back in RUNNING (the previous sequence's reset was judged)
+            if get_state(dut) != State.RUNNING:
+                dut.reset()
+            return Explorer(dut, flags, Judge(tolerated), profile, reset_at_end=True, **knobs)  # type: ignore[arg-type]
+        return Explorer(backend.open(Role.DUT, flags), flags, Judge(tolerated), profile, reset_at_end=False,
+                        **knobs)  # type: ignore[arg-type]
+
+    def done(ex: Explorer, failed: bool) -> None:
+        if ex.dev is not dut:
+            ex.dev.close()
+        elif failed:
+            try:
+                dut.reset()
+            except OSError:
+                pass
+
+    examples, steps = int(option(config, "stateful_examples")), int(option(config, "stateful_steps"))
+    out = explore(Exploration(make, done), examples, steps, seed)
+    print(f"stateful: seed {seed} (--stateful-seed {seed}), {out.runs} sequences, {out.steps} steps, "
+          f"{out.seconds:.2f} s")
+    if out.finding is not None:
+        f = out.finding
+        origin = (f"Found by {request.node.nodeid} with --stateful-seed {seed} on backend "
+                  f"{config.getoption('backend')}" + (f" (fault {config.getoption('fault')})"
+                                                      if config.getoption("fault") else "")
+                  + (f"; Hypothesis: {out.flaky}" if out.flaky else ""))
+        text = script(_target(config, flags, dut, real), out.sequence, f, origin)
+        path = _write_script(config, request.node.nodeid, text)
+        print(f"stateful reproducer ({len(out.sequence)} steps): {path}\n{text}")
+        verdict.check(f.rule.id, False, expected=f.expected, observed=f.observed,
+                      context=f"{f.context}\nminimal sequence: {len(out.sequence)} step(s), --stateful-seed {seed}"
+                              + (f" ({out.flaky})" if out.flaky else "")
+                              + f"; reproducer: {path}\n" + text)
+    seen = set()
+    for t in out.tolerated:
+        if t.rule.id not in seen:
+            seen.add(t.rule.id)
+            verdict.check(t.rule.id, False, expected=t.expected, observed=t.observed, context=t.context)
