@@ -1,7 +1,9 @@
 """``python -m lane``: build or reuse the kernel, boot it, run the suite in the guest, report.
 
-Exit status: the suite's (0 when every run passed, else the first failing run's pytest status), or
-a ``LaneFailure`` code (20 and up) with one line on stderr when the lane itself could not run.
+Exit status: the suite's (0 when every run passed, else the first failing run's pytest status);
+28 (``baseline.SHORTFALL_EXIT``) when the suite passed but a suite file executed fewer test cases than
+``lane/mtty-baseline.json``; or a ``LaneFailure`` code (20-27) with one line on stderr when the lane
+itself could not run.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from lane import accel, arch, boot, kbuild, protocol, results
+from lane import accel, arch, baseline, boot, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,27 @@ def run_timeout(args: argparse.Namespace, settings: arch.ArchSettings) -> float:
     return boot_margin if args.smoke else boot_margin + args.suite_timeout * len(expected_runs(args))
 
 
+def baseline_check(args: argparse.Namespace, status: int) -> tuple[int, list[str], dict[str, object]]:
+    """The coverage floor after a full run: (status, lines to print, what lane.json records).
+
+    Judged only for the whole suite on mtty (``--backend vfio``, no pytest arguments); a shortfall turns
+    a passing verdict into ``baseline.SHORTFALL_EXIT`` and leaves a failing one as it is.
+    """
+    if args.smoke or args.backend != "vfio" or args.pytest_args:
+        return status, [], {"checked": False}
+    if not baseline.BASELINE.is_file():
+        return status, [f"baseline: {baseline.BASELINE} missing: write it with {baseline.UPDATE_HINT}"], \
+            {"checked": False}
+    try:
+        cmp = baseline.check(args.reports, expected_runs(args))
+    except baseline.BaselineError as exc:
+        return (status or baseline.SHORTFALL_EXIT), [f"baseline: {exc}"], {"checked": False, "error": str(exc)}
+    record: dict[str, object] = {"checked": True, "fewer": [d.text() for d in cmp.fewer],
+                                 "more": [d.text() for d in cmp.more]}
+    lines = cmp.lines() or ["baseline: met (every suite executed at least its baseline count of cases)"]
+    return (status if cmp.ok else (status or baseline.SHORTFALL_EXIT)), lines, record
+
+
 def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
     t0 = time.monotonic()
     settings = arch.host_arch()
@@ -152,10 +175,11 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
     res, used = boot.boot_with_fallback(spec, runner or boot.subprocess_runner(),
                                         fallback=args.accel == "auto", attempts=args.attempts)
     guest_seconds = time.monotonic() - t_boot
-    record = {"kernel": str(kernel.bzimage), "release": kernel.release, "accel": used.value,
-              "accel_reason": choice.reason, "boot_to_command_s": round(res.start_seconds or 0.0, 1),
-              "guest_s": round(guest_seconds, 1), "vng_exit": res.returncode, "timed_out": res.timed_out,
-              "command": boot.vng_command(dataclasses.replace(spec, accel=used))}
+    record: dict[str, object] = {
+        "kernel": str(kernel.bzimage), "release": kernel.release, "accel": used.value,
+        "accel_reason": choice.reason, "boot_to_command_s": round(res.start_seconds or 0.0, 1),
+        "guest_s": round(guest_seconds, 1), "vng_exit": res.returncode, "timed_out": res.timed_out,
+        "command": boot.vng_command(dataclasses.replace(spec, accel=used))}
     lost = (f"killed after {spec.run_timeout:.0f} s; " if res.timed_out else "") + f"last output: {res.tail(3)}"
     try:
         guest = results.read_guest_result(args.reports)
@@ -165,6 +189,7 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
         (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
         raise
     release = str((guest or {}).get("release") or kernel.release)  # a user's bzImage: what the guest saw
+    status, baseline_lines, record["baseline"] = baseline_check(args, status)
     record["release"], record["verdict"] = release, status
     record["total_s"] = round(time.monotonic() - t0, 1)
     (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
@@ -172,6 +197,8 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
           f"guest done after {guest_seconds:.1f} s; reports in {args.reports}")
     for s in summaries:
         print(f"lane: {s.line()}")
+    for line in baseline_lines:
+        print(f"lane: {line}")
     print(f"lane: {'PASS' if status == 0 else 'FAIL'} (exit {status})", flush=True)
     return status
 
