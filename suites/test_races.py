@@ -21,7 +21,7 @@ import pytest
 from fixtures import model
 from fixtures.backend import POLLIN, DataStream, MigrationDevice, get_state, set_state
 from fixtures.checks import check_stopcopy_read
-from fixtures.driving import Session, drain_in_group, reach, read_all, read_available, step, walk
+from fixtures.driving import Session, drain_in_group, open_session, reach, read_all, read_available, step, walk
 from fixtures.plugin import backend_of, is_real
 from fixtures.races import OpenAgain, RaceWindow, Ran, race, reraise, wait_done
 from fixtures.resume_cases import Live, check_dead, reset_out_of
@@ -79,15 +79,12 @@ def _broke(verdict: Verdict, fn: Callable[[], None]) -> bool:
 def _baseline_dead_fds(dut: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bool:
     """Without a race: an arc that ends a session, and a reset, leave its fd dead (FD.ENDED,
     RESET.DEAD_FDS). Whether both hold, so that a live fd after a race is the race's doing."""
-    reach(dut, flags, verdict, session, S.STOP_COPY)
-    first = session.current
-    assert first is not None
+    walk(dut, flags, verdict, session, S.STOP, "baseline")
+    first = open_session(dut, verdict, session, S.STOP_COPY, "baseline")
     step(dut, verdict, S.STOP, "baseline: STOP_COPY -> STOP ends the session")
     ended = _broke(verdict, lambda: check_dead(verdict, "FD.ENDED", Live("saving", first),
                                                "baseline (no race): after STOP_COPY -> STOP"))
-    reach(dut, flags, verdict, session, S.STOP_COPY)
-    second = session.current
-    assert second is not None
+    second = open_session(dut, verdict, session, S.STOP_COPY, "baseline")
     reset_out_of(dut, verdict, "baseline (no race)")
     by_reset = _broke(verdict, lambda: check_dead(verdict, "RESET.DEAD_FDS", Live("saving", second),
                                                   "baseline (no race): after VFIO_DEVICE_RESET in STOP_COPY"))
@@ -96,6 +93,16 @@ def _baseline_dead_fds(dut: MigrationDevice, flags: int, verdict: Verdict, sessi
 
 
 # --- a reset racing a state change ---------------------------------------------------------------
+
+def _enter(dut: MigrationDevice, flags: int, verdict: Verdict, session: Session, state: State) -> DataStream | None:
+    """Bring a RUNNING device to ``state`` by legal arcs; the data fd of the session it has, if any."""
+    source = {S.STOP_COPY: S.STOP, S.PRE_COPY: S.RUNNING}.get(state)
+    if source is None:
+        reach(dut, flags, verdict, session, state)
+        return None
+    walk(dut, flags, verdict, session, source, f"bringing the device to {state.name}")
+    return open_session(dut, verdict, session, state, f"bringing the device to {state.name}")
+
 
 def _reset_race_pairs(flags: int) -> list[tuple[State, State]]:
     pairs = [(S.RUNNING, S.STOP_COPY), (S.STOP, S.RESUMING), (S.STOP_COPY, S.RUNNING), (S.RUNNING, S.STOP)]
@@ -116,8 +123,7 @@ def test_reset_races_state_change(flags: int, racer: MigrationDevice, verdict: V
     window = WINDOW if isinstance(dut, RaceWindow) else 0.0005
     for i in range(_repeat(request)):
         start, target = pairs[i % len(pairs)]
-        reach(dut, flags, verdict, session, start)
-        old = session.current if start in model.SAVING_GROUP else None
+        old = _enter(dut, flags, verdict, session, start)
         arcs = len(model.plan(flags, start, target).arcs)
         delay = rng.uniform(0, window * (arcs + 1))
         what = f"race {i + 1}: SET {start.name} -> {target.name} ({arcs} arcs) against a reset after " \
@@ -179,13 +185,11 @@ def test_two_readers_one_fd(flags: int, racer: MigrationDevice, verdict: Verdict
     and add up to exactly what a single reader gets."""
     dut, timeout = racer, _timeout(request)
     walk(dut, flags, verdict, session, S.STOP, "two readers")
-    ref_stream = session.keep(step(dut, verdict, S.STOP_COPY, "a reference stream, one reader"))
-    assert ref_stream is not None
+    ref_stream = open_session(dut, verdict, session, S.STOP_COPY, "a reference stream, one reader")
     ref = read_all(ref_stream, verdict=verdict, context="the reference stream")
     step(dut, verdict, S.STOP, "ending the reference session")
     for i in range(_repeat(request, 2)):
-        stream = session.keep(step(dut, verdict, S.STOP_COPY, "two readers"))
-        assert stream is not None
+        stream = open_session(dut, verdict, session, S.STOP_COPY, "two readers")
         what = f"race {i + 1}: two threads reading one STOP_COPY fd in 16- and 24-byte reads"
         ran = race({"reader A": lambda s=stream: _reader(s, 16),  # type: ignore[misc]
                     "reader B": lambda s=stream: _reader(s, 24)}, timeout)  # type: ignore[misc]
@@ -223,9 +227,11 @@ def test_poll_wakes_on_state_change(flags: int, racer: MigrationDevice, verdict:
     blocked = 0
     for i in range(_repeat(request, 4)):
         reach(dut, flags, verdict, session, S.RUNNING)
-        stream = session.keep(step(dut, verdict, S.PRE_COPY, "a precopy session to poll"))
-        assert stream is not None
+        stream = open_session(dut, verdict, session, S.PRE_COPY, "a precopy session to poll")
         read_available(stream)
+        if stream.poll(POLLIN, 0) & POLLIN:
+            pytest.skip("poll() does not wait at PRE_COPY's temporary end of stream on this driver "
+                        "(it reports readable at once), so there is nothing to race")
         what = f"race {i + 1}: poll() on the PRE_COPY fd at its temporary end, SET -> STOP_COPY from another thread"
         moved: list[float] = []
 
@@ -273,14 +279,12 @@ def test_second_open_while_in_use(flags: int, racer: MigrationDevice, verdict: V
         pytest.skip(f"the backend cannot open {dut.name} a second time (no OpenAgain)")
     opener: OpenAgain = dut
     walk(dut, flags, verdict, session, S.STOP, "")
-    ref_stream = session.keep(step(dut, verdict, S.STOP_COPY, "a reference stream"))
-    assert ref_stream is not None
-    ref = read_all(ref_stream, verdict=verdict, context="the reference stream")
+    ref_stream = open_session(dut, verdict, session, S.STOP_COPY, "a reference stream")
+    ref = read_all(ref_stream, chunk=16, verdict=verdict, context="the reference stream, in 16-byte reads")
     step(dut, verdict, S.STOP, "")
     for i in range(_repeat(request, 4)):
-        stream = session.keep(step(dut, verdict, S.STOP_COPY, "a session in use"))
-        assert stream is not None
-        head = stream.read(7)
+        stream = open_session(dut, verdict, session, S.STOP_COPY, "a session in use")
+        head = stream.read(16)
         what = f"race {i + 1}: a second open of {dut.name} while its STOP_COPY fd is read"
 
         def second() -> str:

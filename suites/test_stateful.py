@@ -60,6 +60,9 @@ def _write_script(config: pytest.Config, nodeid: str, text: str) -> Path:
     return path
 
 
+# Many sequences on a real device (under TCG in the lane) take a minute or more; the examples count is
+# an option, so the ceiling is generous.
+@pytest.mark.timeout(900)
 def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, request: pytest.FixtureRequest) -> None:
     """Random step sequences, every step checked; a failure comes with its minimal reproducer."""
     config = request.config
