@@ -53,7 +53,8 @@ def test_set_without_session_reply(flags: int, dut: MigrationDevice, verdict: Ve
     (Answers mutants backend.NumberReplacer.28, data_fd -2, and backend.NumberReplacer.31, the tail.)
     """
     reply = dut.feature(SET | Feature.MIG_DEVICE_STATE, struct.pack("<Ii", State.STOP, 0) + TAIL)
-    assert reply.stream is None, "RUNNING -> STOP started a data session"
+    verdict.check("ARC.DATA_FD", reply.stream is None, expected="no data session from RUNNING -> STOP",
+                  observed="a data_fd was installed", context="SET RUNNING -> STOP")
     (fd,) = struct.unpack_from("<i", reply.payload, 4)
     verdict.check("ARC.DATA_FD", fd == -1, expected="data_fd -1 (no session started)", observed=f"data_fd {fd}",
                   context="SET RUNNING -> STOP with data_fd 0 in the caller's buffer")
