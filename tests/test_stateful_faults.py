@@ -12,7 +12,9 @@ from fixtures.rules import RULES
 from fixtures.stateful import Explorer, Judge
 from fixtures.stateful_machine import Exploration, explore
 
-SEED, EXAMPLES, STEPS = 7, 40, 40
+# Two seeds: steps whose outcome depends on timing (poll and its timeout) can steer the generated
+# sequences differently on a heavily loaded machine; a fault must be found under one of them.
+SEEDS, EXAMPLES, STEPS = (7, 8), 40, 40
 # Faults of the rules the explorer's steps check. The others are out of its reach by design: the
 # plumbing (malformed feature calls), DMA logging and races have suites of their own; invalid or
 # incompatible streams are the resume suites' (the explorer only resumes streams it saved); argsz,
@@ -33,13 +35,13 @@ def test_explorer_finds_fault(name: str) -> None:
     fault = CATALOGUE[name]
     backend = MockBackend(quirks=fault.quirks(), profile=fault.profile or "debian-6.12.117")
     tried = []
-    for flags in (7, 5, 3, 1):  # the richest feature set first
+    for seed, flags in ((seed, flags) for seed in SEEDS for flags in (7, 5, 3, 1)):  # richest set first
         def make(flags: int = flags) -> Explorer:
             return Explorer(backend.open(Role.DUT, flags), flags, Judge(), backend.kernel_profile(),
                             reset_at_end=False, hazard_timeout=2.0)
 
-        out = explore(Exploration(make, lambda ex, failed: None), EXAMPLES, STEPS, SEED)
-        tried.append(f"flags {flags}: {out.runs} sequences, {out.steps} steps")
+        out = explore(Exploration(make, lambda ex, failed: None), EXAMPLES, STEPS, seed)
+        tried.append(f"seed {seed} flags {flags}: {out.runs} sequences, {out.steps} steps")
         if out.finding is None:
             continue
         broken = out.finding.rule.id
@@ -47,4 +49,4 @@ def test_explorer_finds_fault(name: str) -> None:
             f"{name} found as {broken}, outside family {fault.family.value}:\n{out.finding.message()}"
         assert len(out.sequence) <= 6, out.sequence
         return
-    pytest.fail(f"{name} not found with seed {SEED}: {'; '.join(tried)}")
+    pytest.fail(f"{name} not found with seeds {SEEDS}: {'; '.join(tried)}")
