@@ -22,6 +22,7 @@ from fixtures.backend import (
     get_state_fd,
     set_state,
 )
+from fixtures.checks import check_path, refusal_rule
 from fixtures.driving import Session, reach, reset
 from fixtures.hazards import run_contained
 from fixtures.plugin import backend_of, feature_set_id, is_real
@@ -73,19 +74,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params = [pytest.param(c, id=c.id, marks=[pytest.mark.hazard(c.hazard)] if c.hazard else [])
                   for c in cases]
         metafunc.parametrize("arc", params)
-
-
-def refusal_rule(case: ArcCase) -> str:
-    """Which rule a refused request falls under (the first that applies)."""
-    if case.to >= len(State):
-        return "ARC.OUT_OF_RANGE"
-    if case.from_error:
-        return "ARC.ERROR_EXIT"
-    if case.to == State.ERROR:
-        return "ARC.ERROR_TARGET"
-    if not model.supports(case.flags, case.to):
-        return "ARC.UNSUPPORTED"
-    return "ARC.BLOCKED"
 
 
 def _set_and_get(dev: MigrationDevice, to: int) -> tuple[int, bool, int]:
@@ -164,27 +152,14 @@ def _run_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Sess
                       expected="a new data_fd" if p.new_fd else "no data_fd (data_fd -1)",
                       observed=observed, context=request_text)
         if isinstance(dut, ArcTrace):
-            _check_path(verdict, p, dut.take_arcs(), request_text)
+            check_path(verdict, p, dut.take_arcs(), request_text)
     else:
-        rule = refusal_rule(arc)
+        rule = refusal_rule(arc.flags, arc.frm, arc.to)
         verdict.check(rule, err == errno.EINVAL, expected="EINVAL", observed=observed, context=request_text)
         verdict.check("ARC.FAILED_STATE", after == arc.frm,
                       expected=f"GET reports {arc.frm.name} (a refused request has no path to walk)",
                       observed=observed, context=request_text)
         verdict.check("ARC.DATA_FD", not got_fd, expected="no data_fd", observed=observed, context=request_text)
-
-
-def _check_path(verdict: Verdict, p: model.Plan, trace: list[tuple[State, State]], context: str) -> None:
-    """The arcs the driver executed (where the backend can tell) against the model's path."""
-    seen = " -> ".join([trace[0][0].name, *(b.name for _, b in trace)]) if trace else "no arcs"
-    interior = [b for _, b in trace[:-1]]
-    starts_and_ends_saving = p.cur in model.SAVING_GROUP and p.new in model.SAVING_GROUP
-    bad_interior = [s for s in interior if s in model.SAVING_GROUP] if not starts_and_ends_saving else []
-    through = ", ".join(s.name for s in bad_interior)
-    verdict.check("ARC.NO_SAVING_INTERIOR", not bad_interior, expected=f"path {p.describe()}",
-                  observed=f"path {seen} (through {through})", context=context)
-    verdict.check("ARC.SHORTEST_PATH", tuple(trace) == p.arcs,
-                  expected=f"path {p.describe()}", observed=f"path {seen}", context=context)
 
 
 @pytest.mark.rule("ARC.GET_FD", "ARC.NO_ASYNC")
