@@ -21,6 +21,7 @@ from fixtures.backend import (
     precopy_info,
     set_state,
 )
+from fixtures.checks import check_entry_counters, check_initial_not_growing, check_precopy_end
 from fixtures.driving import Session, open_session, reach, read_all, read_available, step
 from fixtures.plugin import backend_of, feature_set_id
 from fixtures.uapi import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
@@ -92,10 +93,7 @@ def test_counters_on_entry(case: PrecopyCase, dut: MigrationDevice, verdict: Ver
     stream = enter(dut, case, verdict, session)
     info = info_or_fail(stream, verdict, f"GET_PRECOPY_INFO right after entering {case.entry.name}")
     ctx = f"GET_PRECOPY_INFO right after entering {case.entry.name} (flags {flags_name(case.flags)})"
-    verdict.check("PRECOPY.INITIAL_BYTES", info.initial_bytes > 0, expected="initial_bytes > 0",
-                  observed=f"initial_bytes {info.initial_bytes}", context=ctx)
-    verdict.check("PRECOPY.DIRTY_STARTS_ZERO", info.dirty_bytes == 0, expected="dirty_bytes 0",
-                  observed=f"dirty_bytes {info.dirty_bytes}", context=ctx)
+    check_entry_counters(verdict, info, ctx)
 
 
 @pytest.mark.rule("PRECOPY.INITIAL_BYTES", "PRECOPY.INITIAL_REACHES_ZERO", "EOS.PRECOPY_NOT_EARLY",
@@ -120,21 +118,11 @@ def test_initial_bytes_drain(case: PrecopyCase, dut: MigrationDevice, verdict: V
                           or first.initial_bytes == 0,
                           expected=f"initial_bytes below its first value {first.initial_bytes} after reading",
                           observed=f"initial_bytes {last.initial_bytes} after {total} bytes", context=ctx)
-            remaining = last.initial_bytes + last.dirty_bytes
-            verdict.check("EOS.PRECOPY_NOT_EARLY", remaining == 0,
-                          expected=f"data (the counters said initial_bytes {last.initial_bytes}, "
-                                   f"dirty_bytes {last.dirty_bytes})",
-                          observed=f"read() gave {'0 (end of stream)' if not err else errno_name(err)}", context=ctx)
-            verdict.check("EOS.PRECOPY_ENOMSG", err == errno.ENOMSG,
-                          expected="read() fails with ENOMSG at the temporary end of stream",
-                          observed="read() returned 0" if not err else f"read() failed with {errno_name(err)}",
-                          context=ctx)
+            check_precopy_end(verdict, last, err, ctx)
             break
         total += len(data)
         info = precopy_info(stream)
-        verdict.check("PRECOPY.INITIAL_BYTES", info.initial_bytes <= last.initial_bytes,
-                      expected=f"initial_bytes <= {last.initial_bytes} (it decreases as data is read)",
-                      observed=f"initial_bytes {info.initial_bytes}", context=ctx)
+        check_initial_not_growing(verdict, info, last, ctx)
         last = info
     else:
         pytest.fail(f"the precopy stream gave more than {MAX_READS * READ_SIZE} bytes without a pause")
