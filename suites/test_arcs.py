@@ -20,10 +20,9 @@ from fixtures.backend import (
     flags_name,
     get_state,
     get_state_fd,
-    set_state,
 )
 from fixtures.checks import check_path, refusal_rule
-from fixtures.driving import Session, reach, reset
+from fixtures.driving import Session, reach, reset, set_and_get
 from fixtures.hazards import run_contained
 from fixtures.plugin import backend_of, feature_set_id, is_real
 from fixtures.uapi import State, state_name
@@ -76,19 +75,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("arc", params)
 
 
-def _set_and_get(dev: MigrationDevice, to: int) -> tuple[int, bool, int]:
-    """SET then GET: (errno, whether a data_fd came back, state GET reports)."""
-    try:
-        stream = set_state(dev, to)
-        err = 0
-    except OSError as exc:
-        stream, err = None, exc.errno or 0
-    got_fd = stream is not None
-    if stream is not None:
-        stream.close()
-    return err, got_fd, get_state(dev)
-
-
 @pytest.mark.rule("ARC.TRANSITION", "ARC.DATA_FD")
 def test_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Session,
              request: pytest.FixtureRequest) -> None:
@@ -125,7 +111,7 @@ def _run_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Sess
 
     if arc.blocked:
         timeout = request.config.getoption("hazard_timeout")
-        res = run_contained(lambda: _set_and_get(dut, arc.to), timeout)
+        res = run_contained(lambda: set_and_get(dut, arc.to), timeout)
         if res.hung:
             if not profile.blocked_arc_fix:
                 pytest.xfail(f"KERNEL BUG (core): SET {arc.id} hung for {res.seconds:.1f} s: this kernel lacks "
@@ -138,7 +124,7 @@ def _run_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Sess
             raise RuntimeError(f"contained request failed: {res.error}")
         err, got_fd, after = res.value if res.value else (res.errno, False, get_state(dut))
     else:
-        err, got_fd, after = _set_and_get(dut, arc.to)
+        err, got_fd, after = set_and_get(dut, arc.to)
     observed = f"{errno_name(err)}, data_fd {'returned' if got_fd else 'none'}, GET reports {state_name(after)}"
 
     if arc.frm == arc.to:

@@ -21,7 +21,12 @@ from fixtures.backend import (
     precopy_info,
     set_state,
 )
-from fixtures.checks import check_entry_counters, check_initial_not_growing, check_precopy_end
+from fixtures.checks import (
+    check_entry_counters,
+    check_initial_not_growing,
+    check_precopy_end,
+    precopy_info_or_fail,
+)
 from fixtures.driving import Session, open_session, reach, read_all, read_available, step
 from fixtures.plugin import backend_of, feature_set_id
 from fixtures.uapi import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
@@ -77,21 +82,11 @@ def enter(dut: MigrationDevice, case: PrecopyCase, verdict: Verdict, session: Se
     return stream
 
 
-def info_or_fail(stream: DataStream, verdict: Verdict, when: str) -> PrecopyInfo:
-    """GET_PRECOPY_INFO, which a PRE_COPY driver must support (any error breaks PRECOPY.MANDATORY)."""
-    try:
-        return precopy_info(stream)
-    except OSError as exc:
-        verdict.check("PRECOPY.MANDATORY", False, expected="GET_PRECOPY_INFO succeeds in a PRE_COPY state",
-                      observed=f"it failed with {errno_name(exc.errno)}", context=when)
-        raise
-
-
 @pytest.mark.rule("PRECOPY.MANDATORY", "PRECOPY.INITIAL_BYTES", "PRECOPY.DIRTY_STARTS_ZERO")
 def test_counters_on_entry(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
     """On entering PRE_COPY: the ioctl works, initial_bytes is non-zero, dirty_bytes is zero."""
     stream = enter(dut, case, verdict, session)
-    info = info_or_fail(stream, verdict, f"GET_PRECOPY_INFO right after entering {case.entry.name}")
+    info = precopy_info_or_fail(stream, verdict, f"GET_PRECOPY_INFO right after entering {case.entry.name}")
     ctx = f"GET_PRECOPY_INFO right after entering {case.entry.name} (flags {flags_name(case.flags)})"
     check_entry_counters(verdict, info, ctx)
 
@@ -104,7 +99,7 @@ def test_initial_bytes_drain(case: PrecopyCase, dut: MigrationDevice, verdict: V
     At the temporary end of stream (both counters zero) read() should fail with ENOMSG, not return 0.
     """
     stream = enter(dut, case, verdict, session)
-    first = last = info_or_fail(stream, verdict, "before reading")
+    first = last = precopy_info_or_fail(stream, verdict, "before reading")
     total = 0
     for _ in range(MAX_READS):
         ctx = f"after reading {total} bytes in {READ_SIZE}-byte reads in {case.entry.name}"
@@ -140,7 +135,7 @@ def test_dirty_data_is_readable(case: PrecopyCase, dut: MigrationDevice, verdict
     read_available(stream)
     for seed in range(1, 4):
         dut.dirty(seed)
-    info = info_or_fail(stream, verdict, "after the device changed its state")
+    info = precopy_info_or_fail(stream, verdict, "after the device changed its state")
     if info.initial_bytes + info.dirty_bytes == 0:
         return  # "may increase": a driver that keeps dirty_bytes at 0 is within the text
     try:
@@ -160,7 +155,7 @@ def test_counters_ignore_callers_buffer(case: PrecopyCase, dut: MigrationDevice,
     """The counters are the same whatever the caller's buffer held; flags only after the v2 opt-in."""
     stream = enter(dut, case, verdict, session)
     patterns = (0, 0xFFFFFFFFFFFFFFFF, 0x0123456789ABCDEF, 1)
-    info_or_fail(stream, verdict, f"GET_PRECOPY_INFO in {case.entry.name}")
+    precopy_info_or_fail(stream, verdict, f"GET_PRECOPY_INFO in {case.entry.name}")
     seen = []
     for fill in patterns:
         raw = stream.precopy_info(pack_precopy_info(flags=0, initial=fill, dirty=fill))
