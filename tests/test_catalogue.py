@@ -62,3 +62,10 @@ def test_blocked_arc_hang_is_reported_as_kernel_bug(tmp_path: Path) -> None:
     assert all(r["outcome"] == "xfailed" for r in blocked), blocked
     assert all("KERNEL BUG" in r["message"] for r in blocked)
     assert run.returncode == 0
+
+
+def test_every_rule_has_a_fault() -> None:
+    """Completeness: each registry rule is broken by at least one catalogue entry."""
+    covered = {f.rule for f in CATALOGUE.values()}
+    missing = sorted(set(RULES) - covered)
+    assert not missing, f"rules without a catalogue entry that breaks them: {missing}"
