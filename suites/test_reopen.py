@@ -9,8 +9,11 @@ close is dead afterwards.
 Closing and reopening the device needs the backend's ``Reopen`` capability (the mock has it). On a
 real kernel these paths are hazards: mtty 6.12.117 oopses when the device, closed in RESUMING and
 opened again, is asked to leave RESUMING (the task dies holding the state mutex; every later
-migration ioctl on that mdev hangs). The vfio backend's watchdog turns a hang into ETIMEDOUT; the
-kernel messages make the test an ERROR quoting the oops.
+migration ioctl on that mdev hangs). On a real device those cases run only with ``--run-hazards``,
+last, and the request that leaves the reopened state runs in a forked child: a child that hangs or
+ends without an answer (the oops kills its task) writes the device off for the rest of the run, the
+test fails REOPEN.USABLE naming the kernel bug, and the kernel messages are quoted (an ERROR, or an
+expected failure where an expectation file lists the bug with ``kernel_messages = true``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 from fixtures import model
 from fixtures.backend import MigrationDevice, Reopen, get_state, set_state
 from fixtures.driving import Session
+from fixtures.hazards import Losable, run_contained
 from fixtures.plugin import backend_of, feature_set_id, is_real
 from fixtures.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
 from fixtures.uapi import State, state_name
@@ -108,6 +112,53 @@ def test_close_data_fd(case: ReopenCase, dut: MigrationDevice, verdict: Verdict,
     migrate_again(dut, case.flags, verdict, session, seed=61, why=f"a migration after {why}")
 
 
+def _set_running(dut: MigrationDevice) -> tuple[int, int]:
+    """(errno of SET RUNNING, the state GET then reports); (ETIMEDOUT, -1) when the SET hung: no GET."""
+    try:
+        stream = set_state(dut, S.RUNNING)
+    except OSError as exc:
+        if exc.errno == errno.ETIMEDOUT:
+            return errno.ETIMEDOUT, -1
+        return exc.errno or errno.EIO, get_state(dut)
+    if stream is not None:
+        stream.close()
+    return 0, get_state(dut)
+
+
+def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, context: str,
+           timeout: float) -> int | None:
+    """SET RUNNING from the state the reopened device came back in; it must return (success or an errno).
+
+    On a real device in a hazard case the request runs in a forked child (fixtures/hazards.py): a child
+    that hangs, or whose task the kernel kills (mtty's oops), writes the device off. Returns the state
+    GET reports afterwards, or None when the request did not return (the verdict has failed).
+    """
+    if contained:
+        res = run_contained(lambda: _set_running(dut), timeout)
+        if res.error:
+            raise RuntimeError(f"contained request failed: {res.error}")
+        err, after = res.value if res.value else (res.errno, -1)
+        outcome = "" if res.answered and err != errno.ETIMEDOUT else (
+            f"hung for {res.seconds:.1f} s" if res.hung else
+            f"did not return: the process making it ended ({res.died}), as when the kernel oopses" if res.died
+            else "did not return (ETIMEDOUT)")
+        if outcome:
+            if isinstance(dut, Losable):
+                dut.mark_lost(f"SET {state_name(state)} -> RUNNING {outcome}")
+            verdict.check("REOPEN.USABLE", False, expected="SET RUNNING returns (success or an errno)",
+                          observed=_hang_text(f"SET {state_name(state)} -> RUNNING") + f" ({outcome})",
+                          context=context + " (contained in a forked child: a hazard)")
+            return None
+    else:
+        err, got = _timed(lambda: _set_running(dut))
+        err, after = got if got is not None else (err, -1)
+        hung = err == errno.ETIMEDOUT
+        verdict.check("REOPEN.USABLE", not hung, expected="SET RUNNING returns (success or an errno)",
+                      observed=_hang_text(f"SET {state_name(state)} -> RUNNING") if hung
+                      else f"{errno_name(err)}, GET reports {state_name(after)}", context=context)
+    return after
+
+
 @pytest.mark.rule("REOPEN.USABLE", "REOPEN.DEAD_FDS", "ARC.RESET", "RESET.ABORT_RESUMING", "RESUME.COMPATIBLE")
 def test_reopen_device(case: ReopenCase, dut: MigrationDevice, verdict: Verdict, session: Session,
                        request: pytest.FixtureRequest) -> None:
@@ -144,16 +195,10 @@ def test_reopen_device(case: ReopenCase, dut: MigrationDevice, verdict: Verdict,
     if err:
         return
     if state not in (S.RUNNING, S.ERROR):  # a SET from ERROR trips the core's WARN_ON: only reset leaves it
-        err, stream = _timed(lambda: set_state(dut, S.RUNNING))
-        if stream is not None:
-            stream.close()
-        hung = err == errno.ETIMEDOUT
-        left = "" if hung else f", GET reports {state_name(get_state(dut))}"
-        verdict.check("REOPEN.USABLE", not hung, expected="SET RUNNING returns (success or an errno)",
-                      observed=(_hang_text(f"SET {state_name(state)} -> RUNNING") if hung
-                                else f"{errno_name(err)}{left}"),
-                      context=f"device {where}, opened again in {state_name(state)}")
-        if hung:
+        context = f"device {where}, opened again in {state_name(state)}"
+        left = _leave(dut, state, case.hazard and is_real(backend_of(request.config)), verdict, context,
+                      request.config.getoption("hazard_timeout"))
+        if left is None:
             return
     for fd in kept:
         check_dead(verdict, "REOPEN.DEAD_FDS", fd, f"device {where} and opened again")

@@ -22,16 +22,20 @@ from fixtures.backend import (
     FdStream,
     KernelLog,
     MigrationDevice,
+    Reopen,
     Role,
     Unavailable,
     get_state,
     set_state,
 )
+from fixtures.driving import Session, restore_running
+from fixtures.hazards import Losable
 from fixtures.mock.backend import MockBackend, MockDevice
+from fixtures.races import OpenAgain
 from fixtures.selection import BackendError, BackendOptions
 from fixtures.uapi import Feature, MigFlag, State
 from fixtures.vfio.backend import Environment, VfioBackend
-from fixtures.vfio.device import DeviceIO
+from fixtures.vfio.device import DeviceIO, VfioDevice
 from fixtures.vfio.errors import DeviceQuarantined, open_error
 from fixtures.vfio.factory import create_backend
 from fixtures.vfio.ioctl import RegionInfo
@@ -387,3 +391,94 @@ def test_an_explicit_kernel_profile_wins(lab: Lab) -> None:
     with pytest.raises(BackendError, match="unknown --kernel-profile"):
         lab.backend(U1, kernel_profile="nope")
 
+
+
+# --- close and reopen, a second open, writing a device off ------------------------------------------
+
+def test_reopen_closes_the_device_fd_and_opens_it_again(lab: Lab) -> None:
+    io = lab.add_mdev(U1)
+    backend = lab.backend(U1)
+    dev = backend.open(Role.DUT, ALL)
+    assert isinstance(dev, Reopen)
+    opens = len(lab.opened)
+    closes: list[bool] = []
+    real_close = io.close
+
+    def counting_close() -> None:
+        closes.append(True)
+        real_close()
+
+    io.close = counting_close  # type: ignore[method-assign]
+    dev.reopen()
+    assert closes == [True] and len(lab.opened) == opens + 1 and lab.opened[-1] == U1
+    assert not io.closed and get_state(dev) == State.RUNNING  # the same object goes on being the device
+    backend.close()
+
+
+def test_a_reopen_that_cannot_open_loses_the_device(lab: Lab) -> None:
+    lab.add_mdev(U1)
+    backend = lab.backend(U1, environ={"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_TESTRUNUID": "run9"})
+    dev = backend.open(Role.DUT, ALL)
+    assert isinstance(dev, VfioDevice)
+    lab.open_errors[U1] = open_error(OSError(errno.EBUSY, "Device or resource busy"), "/dev/vfio/7", U1)
+    with pytest.raises(OSError) as info:
+        dev.reopen()
+    assert info.value.errno == errno.EIO and "opening" in str(info.value) and "again failed" in str(info.value)
+    assert dev.lost_reason() and "could not be opened again" in (dev.lost_reason() or "")
+    with pytest.raises(DeviceQuarantined, match="could not be opened again"):
+        backend.open(Role.DUT, ALL)
+    backend.close()
+
+
+def test_open_again_is_a_second_open_whose_close_closes_only_it(lab: Lab) -> None:
+    first = lab.add_mdev(U1)
+    second = FakeIO(first.mock)
+    seen: list[DeviceIO] = []
+
+    def again(dev: ResolvedDevice, io: DeviceIO) -> DeviceIO:
+        seen.append(io)
+        return second
+
+    opts = BackendOptions(devices=(U1,), ioctl_timeout=2.0)
+    backend = VfioBackend(opts, lab.env, opener=lab.opener, environ={}, identity=DEBIAN, grace=0.0, again=again)
+    dev = backend.open(Role.DUT, ALL)
+    assert isinstance(dev, OpenAgain)
+    other = dev.open_again()
+    assert seen == [first]  # the second open is made from the first (its group, on the legacy path)
+    assert get_state(other) == State.RUNNING
+    other.close()
+    assert second.closed and not first.closed
+    backend.close()
+
+
+def test_a_refused_second_open_is_an_oserror_not_a_setup_failure(lab: Lab) -> None:
+    lab.add_mdev(U1)
+
+    def again(dev: ResolvedDevice, io: DeviceIO) -> DeviceIO:
+        raise OSError(errno.EINVAL, "Invalid argument")  # the cdev path: vfio_df_open refuses
+
+    opts = BackendOptions(devices=(U1,), ioctl_timeout=2.0)
+    backend = VfioBackend(opts, lab.env, opener=lab.opener, environ={}, identity=DEBIAN, grace=0.0, again=again)
+    dev = backend.open(Role.DUT, ALL)
+    assert isinstance(dev, VfioDevice)
+    with pytest.raises(OSError) as info:
+        dev.open_again()
+    assert info.value.errno == errno.EINVAL and dev.lost_reason() is None
+    backend.close()
+
+
+def test_a_written_off_device_gets_no_request_at_teardown(lab: Lab) -> None:
+    io = lab.add_mdev(U1)
+    backend = lab.backend(U1, environ={"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_TESTRUNUID": "run10"})
+    dev = backend.open(Role.DUT, ALL)
+    assert isinstance(dev, Losable)
+    set_state(dev, State.STOP)
+    dev.mark_lost("SET RESUMING -> RUNNING did not return: the process making it ended (killed by signal 9)")
+    calls = len(io.calls)
+    restored = restore_running(dev, Session())
+    assert restored.lost.startswith("SET RESUMING -> RUNNING") and not restored.error
+    assert len(io.calls) == calls and io.resets == 0  # not even a GET: the driver's lock may be held forever
+    with pytest.raises(DeviceQuarantined, match="killed by signal 9"):
+        backend.open(Role.DUT, ALL)
+    backend.close()
+    assert io.closed and io.resets == 0

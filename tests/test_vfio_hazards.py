@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import time
 
 from fixtures.hazards import run_contained
@@ -36,3 +37,11 @@ def test_the_child_is_another_process() -> None:
 def test_other_exceptions_are_reported_as_text() -> None:
     res = run_contained(lambda: int("x"), 5)
     assert not res.hung and res.error.startswith("ValueError")
+
+
+def test_a_child_that_dies_without_answering_is_reported_as_died() -> None:
+    """A kernel oops kills the task that made the request: no answer, but no hang either."""
+    res = run_contained(lambda: os.kill(os.getpid(), signal.SIGKILL), 5)
+    assert (res.hung, res.died, res.answered) == (False, "killed by signal 9", False)
+    assert res.seconds < 4
+
