@@ -1,6 +1,7 @@
 """The lane's coverage floor: how many test cases of each suite file execute on mtty, per open path.
 
-``lane/mtty-baseline.json`` (committed) holds, for each run (``cdev``, ``legacy``) and suite file, the
+``lane/mtty-baseline.json`` (committed) holds, for each run (``cdev``, ``legacy``, and the hazard stage
+``hazards``) and suite file, the
 number of test cases that executed there: a case executes when it has a result other than
 ``skipped`` (passed, failed, warning, xfailed, xpassed or error). After a full lane run the lane
 compares its results with the baseline: a suite that executed fewer cases than the baseline fails
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 BASELINE = Path(__file__).resolve().with_name("mtty-baseline.json")
-RUNS = ("cdev", "legacy")
+RUNS = ("cdev", "legacy", "hazards")
 SHORTFALL_EXIT = 28  # the lane's exit status when the suite passed but executed fewer cases than the baseline
 UPDATE_HINT = "python -m lane.baseline --update reports/lane"
 

@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds the whole guest may take, boot included (default: derived)")
     p.add_argument("--attempts", type=int, default=3, help="boots to try when one prints nothing")
     p.add_argument("--jobs", type=int, default=None, help="make -j for a kernel build")
+    p.add_argument("--no-hazards", action="store_true",
+                   help="skip the hazard stage (each case known to hang or crash some kernels run alone on a "
+                        "fresh device, contained; on by default with --backend vfio)")
     p.add_argument("pytest_args", nargs="*", help=argparse.SUPPRESS)
     return p
 
@@ -117,6 +120,8 @@ def guest_command(args: argparse.Namespace, workers: int) -> tuple[str, ...]:
            "--backend", args.backend]
     for p in args.open_path:
         cmd += ["--open-path", p]
+    if hazard_stage(args):
+        cmd.append("--hazards")
     for e in args.expectations:
         cmd += ["--expectations", str(e)]
     for a in args.pytest_args:
@@ -124,8 +129,15 @@ def guest_command(args: argparse.Namespace, workers: int) -> tuple[str, ...]:
     return tuple(cmd)
 
 
+def hazard_stage(args: argparse.Namespace) -> bool:
+    """The hazard stage runs after a full run on the real backend unless ``--no-hazards``."""
+    return not args.smoke and args.backend == "vfio" and not args.no_hazards
+
+
 def expected_runs(args: argparse.Namespace) -> list[str]:
-    return ["smoke"] if args.smoke else (list(args.open_path) or list(OPEN_PATHS))
+    if args.smoke:
+        return ["smoke"]
+    return (list(args.open_path) or list(OPEN_PATHS)) + (["hazards"] if hazard_stage(args) else [])
 
 
 def run_timeout(args: argparse.Namespace, settings: arch.ArchSettings) -> float:

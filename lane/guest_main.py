@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lane import mdev, protocol
+from lane import hazards, mdev, protocol
 from lane.errors import LaneError, LaneFailure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +166,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--suite-timeout", type=float, default=1800.0)
     p.add_argument("--sysfs", type=Path, default=Path("/sys"))
     p.add_argument("--pytest-arg", action="append", default=[])
+    p.add_argument("--hazards", action="store_true",
+                   help="after the runs, each hazard case alone on fresh devices (lane/hazards.py)")
     return p.parse_args(argv)
 
 
@@ -183,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         names = ["smoke"] if args.mode == "smoke" else (args.open_path or ["cdev", "legacy"])
         for name in names:
             _one_run(args, fs, reports, name, result, devices)
+        if args.mode == "full" and args.hazards:
+            path = (args.open_path or ["cdev"])[0]
+            result["runs"][hazards.RUN] = hazards.run_stage(
+                fs, reports, args.python, args.backend, path, args.expectations, args.pytest_arg,
+                args.suite_timeout, run_suite, _say)
     except LaneError as exc:
         result["failure"] = {"code": exc.code.name, "message": str(exc)}
         _say(f"FAILED ({exc.code.name}): {exc}")

@@ -61,13 +61,15 @@ def device_uuid(run: str, role: str, index: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{run}/{role}/{index}"))
 
 
-def plan(run: str, workers: int) -> DevicePlan:
-    """One device under test per xdist worker, one compatible peer, one incompatible device."""
+def plan(run: str, workers: int, extras: bool = True) -> DevicePlan:
+    """One device under test per xdist worker, one compatible peer, one incompatible device (``extras``:
+    the hazard stage's plans have only the device under test)."""
     if workers < 1:
         raise LaneError(LaneFailure.USAGE, f"need at least one worker, not {workers}")
     devs = [PlannedDevice("dut", i, DUT_TYPE, device_uuid(run, "dut", i)) for i in range(workers)]
-    devs.append(PlannedDevice("peer", 0, DUT_TYPE, device_uuid(run, "peer", 0)))
-    devs.append(PlannedDevice("incompatible", 0, INCOMPATIBLE_TYPE, device_uuid(run, "incompatible", 0)))
+    if extras:
+        devs.append(PlannedDevice("peer", 0, DUT_TYPE, device_uuid(run, "peer", 0)))
+        devs.append(PlannedDevice("incompatible", 0, INCOMPATIBLE_TYPE, device_uuid(run, "incompatible", 0)))
     p = DevicePlan(run, tuple(devs))
     if p.ports > POOL_PORTS:
         raise LaneError(LaneFailure.USAGE,

@@ -8,6 +8,7 @@ Layout of the lane's reports directory (default ``reports/lane/``)::
     dmesg.txt        the guest's kernel log, followed live
     devices.json     the mtty devices of each run (role, type, UUID)
     cdev/, legacy/   one conformance run each: junit.xml, results.json, allure-results/, pytest.log
+    hazards/         the hazard stage (lane/hazards.py): case-N/ per hazard case, results.json of all
     smoke.json       (--smoke) what the smoke check found
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 from lane import protocol
 from lane.errors import LaneError, LaneFailure
 
-RUN_NAMES = ("cdev", "legacy", "smoke")
+RUN_NAMES = ("cdev", "legacy", "hazards", "smoke")
 HOST_RECORD = "lane.json"
 PYTEST_INTERRUPTED = 2  # the verdict of a run the guest had to kill (a hang)
 

@@ -62,8 +62,12 @@ def test_update_then_load_round_trips(tmp_path: Path, capsys: pytest.CaptureFixt
     assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 2  # legacy missing
     assert not path.exists() and "legacy" in capsys.readouterr().err
     write_run(reports, "legacy", RECORDS[:3])
+    assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 2  # the hazard stage missing
+    assert not path.exists() and "hazards" in capsys.readouterr().err
+    write_run(reports, "hazards", RECORDS[:1])
     assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 0
-    assert baseline.load(path) == {"cdev": baseline.executed(RECORDS), "legacy": {"suites/test_arcs.py": 2}}
+    assert baseline.load(path) == {"cdev": baseline.executed(RECORDS), "legacy": {"suites/test_arcs.py": 2},
+                                   "hazards": {"suites/test_arcs.py": 1}}
     assert "--update" in json.loads(path.read_text())["about"]
     assert baseline.main([str(reports), "--baseline", str(path)]) == 0
     assert "baseline: met" in capsys.readouterr().out
@@ -96,7 +100,7 @@ def test_exit_code_is_distinct() -> None:
     assert baseline.SHORTFALL_EXIT > 5  # pytest's own statuses are 0-5
 
 
-def test_the_committed_baseline_covers_both_open_paths() -> None:
+def test_the_committed_baseline_covers_both_open_paths_and_the_hazard_stage() -> None:
     committed = baseline.load()
     assert set(committed) == set(baseline.RUNS)
     for run in baseline.RUNS:

@@ -57,11 +57,13 @@ def test_defaults_and_passthrough() -> None:
 def test_runs_and_timeouts() -> None:
     x86 = ARCHES["x86_64"]
     assert cli.expected_runs(cli.parse(["--smoke"])) == ["smoke"]
-    assert cli.expected_runs(cli.parse([])) == ["cdev", "legacy"]
-    assert cli.expected_runs(cli.parse(["--open-path", "legacy"])) == ["legacy"]
+    assert cli.expected_runs(cli.parse([])) == ["cdev", "legacy", "hazards"]
+    assert cli.expected_runs(cli.parse(["--open-path", "legacy"])) == ["legacy", "hazards"]
+    assert cli.expected_runs(cli.parse(["--no-hazards"])) == ["cdev", "legacy"]
+    assert cli.expected_runs(cli.parse(["--backend", "mock"])) == ["cdev", "legacy"]  # hazards always run there
     assert cli.run_timeout(cli.parse(["--timeout", "99"]), x86) == 99
     full = cli.run_timeout(cli.parse(["--suite-timeout", "100"]), x86)
-    assert full == x86.boot_timeout_tcg + 120 + 200
+    assert full == x86.boot_timeout_tcg + 120 + 300
     assert cli.run_timeout(cli.parse(["--smoke"]), x86) < full
 
 
@@ -74,7 +76,7 @@ def test_guest_command_round_trips_through_the_guest_parser(tmp_path: Path) -> N
     assert cmd[:3] == (sys.executable, "-m", "lane.guest_main")
     g = guest_main.parse(list(cmd[3:]))
     assert (g.reports, g.mode, g.workers, g.open_path) == (tmp_path / "r", "full", 2, ["cdev"])
-    assert g.expectations == [str(exp)] and g.pytest_arg == ["-k", "not slow"]
+    assert g.expectations == [str(exp)] and g.pytest_arg == ["-k", "not slow"] and g.hazards
     suite = guest_main.suite_command(g, mdev.plan("cdev", 2), "cdev", tmp_path / "r" / "cdev")
     assert suite[1:7] == ["-m", "pytest", "suites", "--backend", "vfio", "--vfio-device"]
     for opt, value in (("--open-path", "cdev"), ("--reports", str(tmp_path / "r" / "cdev")),
