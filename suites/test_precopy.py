@@ -23,6 +23,7 @@ from fixtures.backend import (
 )
 from fixtures.checks import (
     check_entry_counters,
+    check_info_outside_precopy,
     check_initial_not_growing,
     check_precopy_end,
     precopy_info_or_fail,
@@ -190,13 +191,13 @@ def test_short_argsz(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, 
 
 
 def _expect_einval(verdict: Verdict, stream: DataStream, where: str) -> None:
+    """GET_PRECOPY_INFO on ``stream`` outside the PRE_COPY states gives EINVAL (PRECOPY.EINVAL_OUTSIDE)."""
     try:
         precopy_info(stream)
         err = 0
     except OSError as exc:
         err = exc.errno or 0
-    verdict.check("PRECOPY.EINVAL_OUTSIDE", err == errno.EINVAL, expected="EINVAL", observed=errno_name(err),
-                  context=f"GET_PRECOPY_INFO {where}")
+    check_info_outside_precopy(verdict, err, where)
 
 
 @pytest.mark.rule("PRECOPY.EINVAL_OUTSIDE")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from fixtures.backend import DeviceProfile, MigrationDevice
+from fixtures.checks import check_load_refused
 from fixtures.driving import Session, walk
 from fixtures.plugin import backend_of, feature_set_id
 from fixtures.resume_cases import (
@@ -30,9 +31,9 @@ from fixtures.resume_cases import (
     attempt,
     careless_chunks,
     check_dead,
-    check_digest,
     check_loaded,
     check_refused_state,
+    check_resumed,
     reset_out_of,
     save_source,
     sources_for,
@@ -147,8 +148,19 @@ def _recover(dut: MigrationDevice, flags: int, verdict: Verdict, session: Sessio
     check_dead(verdict, "RESET.DEAD_FDS", Live("resuming", att.stream), f"{context}: after the reset")
     session.close_all()
     fresh = attempt(dut, flags, verdict, session, [saved.data])
-    check_loaded(verdict, fresh, f"{context}: a fresh resume of the valid stream after the reset")
-    check_digest(verdict, dut, saved, f"{context}: after the fresh resume")
+    check_resumed(verdict, dut, fresh, saved, f"{context}: a fresh resume of the valid stream after the reset",
+                  f"{context}: after the fresh resume")
+
+
+def _resume_and_run(dev: MigrationDevice, case: ResumeCase, verdict: Verdict, session: Session, saved: Saved,
+                    request: pytest.FixtureRequest, context: str, after: str) -> None:
+    """A compatible resume loads and restores the saved state (RESUME.COMPATIBLE, STREAM.ROUND_TRIP); the
+    resumed device then runs. ``after``: the context of the state comparison."""
+    att = attempt(dev, case.flags, verdict, session, [saved.data], case.target)
+    _record(request, att)
+    check_resumed(verdict, dev, att, saved, context, after)
+    session.close_all()
+    walk(dev, case.flags, verdict, session, S.RUNNING, "the resumed device runs")
 
 
 @pytest.mark.rule("RESUME.FINAL_LOAD", "RESUME.COMPATIBLE", "ARC.FAILED_STATE", "RESET.ABORT_RESUMING",
@@ -183,10 +195,9 @@ def test_invalid_stream_refused(case: ResumeCase, dut: MigrationDevice, verdict:
         if att.loaded:
             return
     else:
-        verdict.check("RESUME.FINAL_LOAD", not att.loaded,
-                      expected=f"leaving RESUMING fails: the {len(att.accepted)} bytes taken are not the "
-                               f"{len(saved.data)}-byte stream saved from a compatible device",
-                      observed=att.describe(), context=context)
+        short = f"the {len(att.accepted)} bytes taken are not the {len(saved.data)}-byte stream saved from a " \
+                "compatible device"
+        check_load_refused(verdict, att.loaded, short, att.describe(), context)
     _recover(dut, flags, verdict, session, saved, att, context)
 
 
@@ -201,12 +212,10 @@ def test_second_session(flags: int, dut: MigrationDevice, verdict: Verdict, sess
         att = attempt(dut, flags, verdict, session, [saved.data] if valid else half)
         context = f"resume session {n} of this open ({'the complete stream' if valid else 'its first half'})"
         if valid:
-            check_loaded(verdict, att, context)
-            check_digest(verdict, dut, saved, context)
+            check_resumed(verdict, dut, att, saved, context, context)
         else:
             surfaced.append(f"session {n}: {att.surfaced}")
-            verdict.check("RESUME.FINAL_LOAD", not att.loaded, expected="leaving RESUMING fails: half a stream",
-                          observed=att.describe(), context=context)
+            check_load_refused(verdict, att.loaded, "half a stream", att.describe(), context)
             reset_out_of(dut, verdict, f"{context}: aborting the refused session")
         session.close_all()
     request.node.user_properties.append(("surfaced", "; ".join(surfaced)))
@@ -222,12 +231,8 @@ def test_compatible_resume(case: ResumeCase, dut: MigrationDevice, verdict: Verd
     walk(dut, flags, verdict, session, S.RUNNING, "the source runs on after saving")
     if isinstance(dut, DeviceProfile):
         dut.dirty(33)
-    att = attempt(dut, flags, verdict, session, [saved.data], case.target)
-    _record(request, att)
-    check_loaded(verdict, att, f"resuming {case.describe()} on the device that saved it")
-    check_digest(verdict, dut, saved, f"after resuming {case.describe()}")
-    session.close_all()
-    walk(dut, flags, verdict, session, S.RUNNING, "the resumed device runs")
+    _resume_and_run(dut, case, verdict, session, saved, request,
+                    f"resuming {case.describe()} on the device that saved it", f"after resuming {case.describe()}")
 
 
 @pytest.mark.rule("RESUME.COMPATIBLE", "STREAM.ROUND_TRIP")
@@ -235,15 +240,10 @@ def test_compatible_resume_on_peer(case: ResumeCase, dut: MigrationDevice, peer:
                                    verdict: Verdict, session: Session, request: pytest.FixtureRequest) -> None:
     """A stream saved on the device under test loads on a compatible second device, which then holds
     the source's state."""
-    flags = case.flags
-    saved = save_source(dut, flags, verdict, session, case.source, seed=41)
+    saved = save_source(dut, case.flags, verdict, session, case.source, seed=41)
     own = Session()
     try:
-        att = attempt(peer, flags, verdict, own, [saved.data], case.target)
-        _record(request, att)
-        check_loaded(verdict, att, f"resuming {case.describe()} on a compatible device")
-        check_digest(verdict, peer, saved, f"after resuming {case.describe()} on a compatible device")
-        own.close_all()
-        walk(peer, flags, verdict, own, S.RUNNING, "the resumed device runs")
+        _resume_and_run(peer, case, verdict, own, saved, request, f"resuming {case.describe()} on a compatible device",
+                        f"after resuming {case.describe()} on a compatible device")
     finally:
         own.close_all()

@@ -4,7 +4,6 @@ integrity and round trips, the sequence QEMU drives, and PRE_COPY as an option.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,8 +22,17 @@ from fixtures.backend import (
     get_state,
     set_state,
 )
+from fixtures.checks import (
+    check_data_size,
+    check_digest,
+    check_direction,
+    check_ended_read,
+    check_loaded,
+    check_no_seek,
+    check_saving_group_read,
+    check_stopcopy_read,
+)
 from fixtures.driving import (
-    LoadResult,
     Session,
     drain_in_group,
     load,
@@ -72,11 +80,6 @@ def target(request: pytest.FixtureRequest, dut: MigrationDevice, flags: int, ver
     return dev
 
 
-def require_loaded(verdict: Verdict, rule: str, res: LoadResult, what: str) -> None:
-    verdict.check(rule, res.ok, expected="the stream loads: writes accepted, RESUMING -> STOP succeeds",
-                  observed=res.describe(), context=what)
-
-
 # --- STOP_COPY's permanent end of stream ---------------------------------------------------------
 
 @pytest.mark.rule("EOS.STOPCOPY_ZERO", "EOS.STOPCOPY_NO_ENOMSG", "EOS.STOPCOPY_POLL")
@@ -95,11 +98,8 @@ def test_stopcopy_end_of_stream(flags: int, dut: MigrationDevice, verdict: Verdi
             read_all(stream, verdict=verdict, context=route)
         for attempt in range(1, 4):
             err, data = _errno(lambda s=stream: s.read(4096))  # type: ignore[misc]
-            ctx = f"read() number {attempt} after the end, STOP_COPY reached by {route}"
-            verdict.check("EOS.STOPCOPY_NO_ENOMSG", err != errno.ENOMSG, expected="not ENOMSG",
-                          observed=errno_name(err), context=ctx)
-            verdict.check("EOS.STOPCOPY_ZERO", err == 0 and data == b"", expected="read() returns 0",
-                          observed=errno_name(err) if err else f"{len(data or b'')} bytes", context=ctx)
+            check_stopcopy_read(verdict, err, data, ended=True,
+                                context=f"read() number {attempt} after the end, STOP_COPY reached by {route}")
         revents = stream.poll(POLLIN, 0)
         verdict.check("EOS.STOPCOPY_POLL", bool(revents & POLLIN), expected="poll() reports POLLIN",
                       observed=f"revents {revents:#x}", context=f"at the end of stream, {route}")
@@ -121,8 +121,7 @@ def test_saving_group_keeps_one_fd(flags: int, dut: MigrationDevice, verdict: Ve
     data = bytearray()
     for nxt in moves:
         err, chunk = _errno(lambda: read_available(stream, 4096))
-        verdict.check("FD.SAVING_GROUP", err == 0, expected="the session's fd reads", observed=errno_name(err),
-                      context=f"reading in {state_name(get_state(dut))}")
+        check_saving_group_read(verdict, err, f"reading in {state_name(get_state(dut))}")
         data += chunk or b""
         new_fd = step(dut, verdict, nxt, "moving within the saving group")
         verdict.check("ARC.DATA_FD", new_fd is None, expected="no new data_fd inside the saving group",
@@ -131,7 +130,7 @@ def test_saving_group_keeps_one_fd(flags: int, dut: MigrationDevice, verdict: Ve
     step(dut, verdict, S.STOP, "ending the session")
     dest = target(request, dut, flags, verdict)
     res = load(dest, flags, verdict, session, bytes(data))
-    require_loaded(verdict, "FD.SAVING_GROUP", res, f"loading the {len(data)} bytes read across the group")
+    check_loaded(verdict, "FD.SAVING_GROUP", res, f"loading the {len(data)} bytes read across the group")
 
 
 END_ARCS = {  # the arc that ends a session, from the state it starts in
@@ -157,9 +156,7 @@ def test_ended_session_fd_yields_nothing(flags: int, end: str, dut: MigrationDev
     step(dut, verdict, after, f"ending the session with {end}")
     for attempt in range(2):
         err, data = _errno(lambda: stream.read(4096))
-        verdict.check("FD.ENDED", not data, expected="an error or 0 (end of stream)",
-                      observed=f"{len(data or b'')} bytes" if data else errno_name(err),
-                      context=f"read() number {attempt + 1} on the old fd after {end}")
+        check_ended_read(verdict, err, data, f"read() number {attempt + 1} on the old fd after {end}")
 
 
 @pytest.mark.rule("FD.DIRECTION")
@@ -169,13 +166,11 @@ def test_fd_direction(flags: int, dut: MigrationDevice, verdict: Verdict, sessio
     walk(dut, flags, verdict, session, S.STOP, "")
     saving = open_session(dut, verdict, session, S.STOP_COPY, "a saving fd")
     err, _ = _errno(lambda: saving.write(b"x"))
-    verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
-                  context="write() on a saving fd")
+    check_direction(verdict, err, "write() on a saving fd")
     step(dut, verdict, S.STOP, "")
     resuming = open_session(dut, verdict, session, S.RESUMING, "a resuming fd")
     err, _ = _errno(lambda: resuming.read(16))
-    verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err),
-                  context="read() on a resuming fd")
+    check_direction(verdict, err, "read() on a resuming fd")
     resuming.write(data)
 
 
@@ -186,13 +181,11 @@ def test_fd_not_seekable(flags: int, dut: MigrationDevice, verdict: Verdict, ses
     saving = open_session(dut, verdict, session, S.STOP_COPY, "a saving fd")
     for what, op in (("lseek", lambda: saving.lseek(0, os.SEEK_SET)), ("pread", lambda: saving.pread(8, 0))):
         err, _ = _errno(op)
-        verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
-                      context=f"{what} on a saving fd")
+        check_no_seek(verdict, err, f"{what} on a saving fd")
     step(dut, verdict, S.STOP, "")
     resuming = open_session(dut, verdict, session, S.RESUMING, "a resuming fd")
     err, _ = _errno(lambda: resuming.pwrite(data[:8], 0))
-    verdict.check("FD.NO_SEEK", err == errno.ESPIPE, expected="ESPIPE", observed=errno_name(err),
-                  context="pwrite on a resuming fd")
+    check_no_seek(verdict, err, "pwrite on a resuming fd")
     resuming.write(data)
 
 
@@ -211,8 +204,7 @@ def test_closing_fds_early(flags: int, dut: MigrationDevice, verdict: Verdict, s
     data = save(dut, flags, verdict, session)
     dest = target(request, dut, flags, verdict)
     res = load(dest, flags, verdict, session, data)
-    verdict.check("ARC.TRANSITION", res.ok, expected="a full migration afterwards loads",
-                  observed=res.describe())
+    check_loaded(verdict, "ARC.TRANSITION", res, expected="a full migration afterwards loads")
 
 
 # --- MIG_DATA_SIZE -------------------------------------------------------------------------------
@@ -223,8 +215,7 @@ def test_data_size_in_every_state(flags: int, dut: MigrationDevice, verdict: Ver
     for state in model.supported_states(flags):
         reach(dut, flags, verdict, session, state)
         err, _ = _errno(lambda: data_size(dut))
-        verdict.check("SIZE.ANY_STATE", err == 0, expected="success", observed=errno_name(err),
-                      context=f"GET MIG_DATA_SIZE in {state.name}")
+        check_data_size(verdict, err, state)
         session.close_all()
         reset(dut, verdict, "between states")
 
@@ -266,7 +257,7 @@ def test_resume_accepts_any_split(flags: int, dut: MigrationDevice, verdict: Ver
     dest = target(request, dut, flags, verdict)
     for sizes in ((len(data),), (1,), (7,), (3, len(data))):
         res = load(dest, flags, verdict, session, data, sizes)
-        require_loaded(verdict, "STREAM.WRITE_SPLIT", res, f"{len(data)} bytes written in pieces of {sizes}")
+        check_loaded(verdict, "STREAM.WRITE_SPLIT", res, f"{len(data)} bytes written in pieces of {sizes}")
         session.close_all()
         reset(dest, verdict, "between splits")
 
@@ -295,12 +286,9 @@ def test_round_trip(flags: int, route: str, dut: MigrationDevice, verdict: Verdi
     want = dut.state_digest()
     dest = target(request, dut, flags, verdict)
     res = load(dest, flags, verdict, session, data)
-    require_loaded(verdict, "STREAM.ROUND_TRIP", res, f"resuming a stream saved via {route}")
+    check_loaded(verdict, "STREAM.ROUND_TRIP", res, f"resuming a stream saved via {route}")
     assert isinstance(dest, DeviceProfile)
-    got = dest.state_digest()
-    verdict.check("STREAM.ROUND_TRIP", got == want, expected=f"device state digest {want.hex()[:16]}",
-                  observed=f"device state digest {got.hex()[:16]}",
-                  context=f"after resuming a stream saved via {route}")
+    check_digest(verdict, want, dest.state_digest(), f"after resuming a stream saved via {route}")
 
 
 @pytest.mark.rule("ARC.TRANSITION", "ARC.DATA_FD", "STREAM.ROUND_TRIP")
@@ -355,9 +343,7 @@ def test_qemu_sequence(flags: int, dut: MigrationDevice, verdict: Verdict, sessi
         qset(dest, S.RUNNING_P2P, "vfio_vmstate_change_prepare (VM start)")
     qset(dest, S.RUNNING, "vfio_vmstate_change (VM start)")
     if want is not None and isinstance(dest, DeviceProfile):
-        got = dest.state_digest()
-        verdict.check("STREAM.ROUND_TRIP", got == want, expected=f"digest {want.hex()[:16]}",
-                      observed=f"digest {got.hex()[:16]}", context="after QEMU's sequence")
+        check_digest(verdict, want, dest.state_digest(), "after QEMU's sequence", label="digest")
 
 
 @pytest.mark.rule("FD.ENDED", "ARC.TRANSITION")
@@ -371,10 +357,8 @@ def test_precopy_is_optional(flags: int, dut: MigrationDevice, verdict: Verdict,
     read_available(stream, 7)
     step(dut, verdict, S.RUNNING, "abandoning the precopy (PRE_COPY -> RUNNING)")
     err, left = _errno(lambda: stream.read(4096))
-    verdict.check("FD.ENDED", not left, expected="no more data on the abandoned session's fd",
-                  observed=f"{len(left or b'')} bytes" if left else errno_name(err))
+    check_ended_read(verdict, err, left, expected="no more data on the abandoned session's fd")
     data = save(dut, flags, verdict, session)
     dest = target(request, dut, flags, verdict)
     res = load(dest, flags, verdict, session, data)
-    verdict.check("ARC.TRANSITION", res.ok, expected="a migration after the abandoned precopy loads",
-                  observed=res.describe())
+    check_loaded(verdict, "ARC.TRANSITION", res, expected="a migration after the abandoned precopy loads")
