@@ -8,6 +8,12 @@ same backend. ``--stateful-examples``, ``--stateful-steps`` and ``--stateful-see
 
 On the mock each sequence gets a fresh device; on a real one the device under test is reset between
 sequences (and the reset judged).
+
+A rule the expectation files list for the driver under test (whichever tests the entry names) is a
+known finding: met, it is recorded (the property ``known`` and the report section ``known findings``:
+``known: RULE (reason) [file:entry]``) and the sequence goes on past it. It neither fails the test nor
+makes it a warning, an expected failure or, when not met, an unexpected pass: random sequences may or
+may not meet it. Any other finding stops the sequence, shrinks and is reported with its rule's force.
 """
 
 from __future__ import annotations
@@ -19,34 +25,23 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import globs
 from fixtures.backend import Backend, MigrationDevice, Role, get_state
+from fixtures.expectations import Expectation
 from fixtures.plugin import EXPECT_KEY, backend_of, is_real
-from fixtures.stateful import Explorer, Judge, Target, script
+from fixtures.stateful import Explorer, Judge, Target, known_lines, known_rules, script
 from fixtures.stateful_machine import Exploration, explore
 from fixtures.stateful_options import option, stateful_seed
 from fixtures.uapi import State
 from fixtures.verdict import Verdict
 
 
-def _tolerated(request: pytest.FixtureRequest, dev: MigrationDevice) -> frozenset[str]:
-    """Rules an expectation file says this driver breaks in this test: found, recorded, not stopped at."""
-    out = set()
-    for e in request.config.stash.get(EXPECT_KEY, []):
-        if e.driver not in (None, dev.driver) or e.device not in (None, dev.name):
-            continue
-        if any(globs.match(request.node.nodeid, pat) for pat in e.tests):
-            out.add(e.rule)
-    return frozenset(out)
-
-
-def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool) -> Target:
+def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool, known: frozenset[str]) -> Target:
     devices = (dev.name,) if real else ()
     return Target(backend=str(config.getoption("backend")), flags=flags, fault=config.getoption("fault"),
                   kernel_profile=config.getoption("kernel_profile"), devices=devices,
                   open_path=str(config.getoption("open_path")), ioctl_timeout=float(config.getoption("ioctl_timeout")),
                   hazard_timeout=float(config.getoption("hazard_timeout")),
-                  run_hazards=bool(config.getoption("run_hazards")))
+                  run_hazards=bool(config.getoption("run_hazards")), known=tuple(sorted(known)))
 
 
 def _write_script(config: pytest.Config, nodeid: str, text: str) -> Path:
@@ -69,7 +64,9 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
     backend: Backend = backend_of(config)
     real = is_real(backend)
     profile = backend.kernel_profile()
-    tolerated = _tolerated(request, dut)
+    expectations: list[Expectation] = config.stash.get(EXPECT_KEY, [])
+    known = known_rules(expectations, dut.driver, dut.name)
+    tolerated = frozenset(known)
     seed = stateful_seed(config, request.node.nodeid)
     request.node.user_properties.append(("stateful_seed", str(seed)))
     knobs = {"hazard_timeout": float(config.getoption("hazard_timeout")),
@@ -96,21 +93,22 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
     out = explore(Exploration(make, done), examples, steps, seed)
     print(f"stateful: seed {seed} (--stateful-seed {seed}), {out.runs} sequences, {out.steps} steps, "
           f"{out.seconds:.2f} s")
+    lines = known_lines(known, out.tolerated)
+    if lines:  # recorded before an unknown finding fails the test, so the report has both
+        request.node.user_properties.append(("known", "; ".join(head for head, _ in lines)))
+        text = "\n\n".join(body for _, body in lines)
+        request.node.add_report_section("call", "known findings", text)
+        print(f"stateful: known findings, gone past:\n{text}")
     if out.finding is not None:
         f = out.finding
         origin = (f"Found by {request.node.nodeid} with --stateful-seed {seed} on backend "
                   f"{config.getoption('backend')}" + (f" (fault {config.getoption('fault')})"
                                                       if config.getoption("fault") else "")
                   + (f"; Hypothesis: {out.flaky}" if out.flaky else ""))
-        text = script(_target(config, flags, dut, real), out.sequence, f, origin)
+        text = script(_target(config, flags, dut, real, tolerated), out.sequence, f, origin)
         path = _write_script(config, request.node.nodeid, text)
         print(f"stateful reproducer ({len(out.sequence)} steps): {path}\n{text}")
         verdict.check(f.rule.id, False, expected=f.expected, observed=f.observed,
                       context=f"{f.context}\nminimal sequence: {len(out.sequence)} step(s), --stateful-seed {seed}"
                               + (f" ({out.flaky})" if out.flaky else "")
                               + f"; reproducer: {path}\n" + text)
-    seen = set()
-    for t in out.tolerated:
-        if t.rule.id not in seen:
-            seen.add(t.rule.id)
-            verdict.check(t.rule.id, False, expected=t.expected, observed=t.observed, context=t.context)

@@ -3,6 +3,7 @@ shows deep in a sequence found, shrunk to a minimal sequence, and reproduced by 
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import time
@@ -56,6 +57,29 @@ def test_same_seed_same_sequences() -> None:
     third: list[list[Step]] = []
     explore(exploration(ALL, logs=third), examples=5, steps=30, seed=100)
     assert third != first
+
+
+def test_same_seed_whatever_the_process_imported(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same seed draws the same sequences after the process imports a module full of integers.
+
+    Hypothesis sometimes draws the constants written in the process's local modules; under xdist a worker
+    that had collected all of tests/ drew other sequences from the same seed than a run of one file did
+    (fixtures.stateful_machine.fixed_constants). The module here is local (not a test file, not in
+    site-packages) and holds integers that ``dirty`` (0..255) could draw."""
+    first: list[list[Step]] = []
+    explore(exploration(ALL, logs=first), examples=20, steps=40, seed=1)
+    where = tmp_path_factory.mktemp("constants")
+    name = "vfio_cts_more_constants"
+    (where / f"{name}.py").write_text("VALUES = (" + ", ".join(str(n) for n in range(101, 256, 3)) + ")\n")
+    sys.path.insert(0, str(where))
+    try:
+        importlib.import_module(name)
+        second: list[list[Step]] = []
+        explore(exploration(ALL, logs=second), examples=20, steps=40, seed=1)
+    finally:
+        sys.path.remove(str(where))
+        sys.modules.pop(name, None)
+    assert second == first
 
 
 @pytest.fixture(scope="module")
