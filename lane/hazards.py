@@ -11,8 +11,10 @@ So the stage runs in rounds: round 0 runs every hazard case (``-m hazard``) on a
 device under test (no peer or incompatible device); the cases that errored because the device had
 been quarantined run again in the next round, on a new device, and so on until none is left (at
 most ``MAX_ROUNDS``). Each round costs one pytest start (about a minute under TCG) and each device
-lost one round, instead of one start per case. Devices are removed with a bounded write (removing a
-device whose mutex a dead task holds might block: it is then left, and the problem noted).
+lost one round, instead of one start per case. Devices are removed with a bounded write: removing a
+device whose mutex a dead task holds blocks (seen on 6.12.117 mtty after the oops), so it is left
+behind and the problem noted (``device_problems``; the lane's summary line says so); the guest is
+thrown away after the run anyway.
 
 Results go to ``hazards/``: ``round-N/`` with each round's pytest reports, and ``results.json``
 with the records of every round, minus the quarantine errors a later round superseded (the lane's

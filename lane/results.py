@@ -111,6 +111,9 @@ def verdict(guest: dict[str, Any] | None, reports: Path, expected_runs: list[str
             exit_, note = PYTEST_INTERRUPTED, "killed: still running at the suite timeout (hang?), see dmesg.txt"
         elif exit_ < 0:
             exit_, note = PYTEST_INTERRUPTED, f"pytest died of signal {-exit_}"
+        left = run.get("device_problems") or []
+        if left:  # the hazard stage: removing a device a dead task holds the lock of blocks (bounded)
+            note = (note + "; " if note else "") + f"{len(left)} device problem(s), e.g. {left[0]} (see guest.json)"
         summaries.append(RunSummary(name, int(exit_), float(run.get("seconds", 0.0)),
                                     outcome_counts(reports, name), note))
     if guest.get("teardown_problems"):

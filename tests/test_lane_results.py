@@ -54,6 +54,13 @@ def test_the_first_failing_run_gives_the_status(tmp_path: Path) -> None:
     assert results.verdict(g, tmp_path, ["cdev", "legacy"])[0] == 5
 
 
+def test_devices_the_hazard_stage_could_not_remove_are_noted_not_failed(tmp_path: Path) -> None:
+    stuck = "/sys/bus/mdev/devices/U/remove: still blocked after 10 s"
+    status, sums = results.verdict(guest(hazards={"exit": 0, "device_problems": [stuck, stuck]}), tmp_path,
+                                   ["hazards"])
+    assert status == 0 and "2 device problem(s), e.g. " + stuck in sums[0].line()
+
+
 def test_a_killed_run_is_interrupted(tmp_path: Path) -> None:
     status, sums = results.verdict(guest(cdev={"exit": None, "timed_out": True}), tmp_path, ["cdev"])
     assert status == results.PYTEST_INTERRUPTED

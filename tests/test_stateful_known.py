@@ -134,6 +134,8 @@ def test_suite_reports_known_and_fails_on_unknown(expectation_file: Path, tmp_pa
     record, props, out = _suite(tmp_path / "known", seed, "--expectations", str(expectation_file))
     assert record["outcome"] == "failed" and record["broken"] == [UNKNOWN], out[-4000:]
     assert props["known"].startswith(f"{KNOWN} (read() returns 0, not ENOMSG"), props
+    judged = record["rules"]
+    assert isinstance(judged, list) and "ARC.TRANSITION" in judged and KNOWN not in judged  # the rules judged
     assert "known findings" in out and f"known: {KNOWN}" in out
     scripts = list((tmp_path / "known" / "reports" / "stateful").glob("*.py"))
     assert len(scripts) == 1, scripts
