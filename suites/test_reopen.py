@@ -156,6 +156,8 @@ def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, 
         verdict.check("REOPEN.USABLE", not hung, expected="SET RUNNING returns (success or an errno)",
                       observed=_hang_text(f"SET {state_name(state)} -> RUNNING") if hung
                       else f"{errno_name(err)}, GET reports {state_name(after)}", context=context)
+        if hung:
+            return None
     return after
 
 
