@@ -101,9 +101,11 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
           f"{out.seconds:.2f} s")
     # The rules the sequences judged, for the reports; known ones left out (met or not, they must not
     # make this test an expected failure or an unexpected pass).
-    for rid in sorted({r for j in judges for r in j.checked} - tolerated):
+    for rid in sorted({r for j in judges for r in j.judged} - tolerated):
         if rid not in verdict.checked:
             verdict.checked.append(rid)
+        if rid not in verdict.judged:
+            verdict.judged.append(rid)
     lines = known_lines(known, out.tolerated)
     if lines:  # recorded before an unknown finding fails the test, so the report has both
         request.node.user_properties.append(("known", "; ".join(head for head, _ in lines)))

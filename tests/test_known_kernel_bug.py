@@ -61,7 +61,10 @@ def test_kernel_messages_true_quotes_the_oops_in_the_expected_failure(tmp_path: 
     for r in _calls(run):
         assert r["outcome"] == "xfailed", r
         assert "known failure: REOPEN.USABLE" in str(r["message"]) and "Oops: 0000" in str(r["message"])
+        assert "REOPEN.DEAD_FDS" in str(r["rules"]) and "REOPEN.DEAD_FDS" not in str(r["judged"])  # never reached
     assert not [r for r in run.results if r["outcome"] == "error"]
+    table = run.output[run.output.index("results by rule"):]
+    assert "REOPEN.USABLE" in table and "REOPEN.DEAD_FDS" not in table  # rules not reached are not "held"
 
 
 def test_kernel_messages_must_be_a_boolean(tmp_path: Path) -> None:
