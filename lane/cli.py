@@ -107,8 +107,8 @@ def preflight(settings: arch.ArchSettings, backend: str | None) -> str:
     if not shutil.which("udevadm"):
         raise LaneError(LaneFailure.NO_TOOL, "udevadm not found (vng --exec prints nothing without it): "
                                              "apt-get install udev")
-    if backend == "vfio" and not (ROOT / "fixtures" / "vfio" / "factory.py").is_file():
-        raise LaneError(LaneFailure.NO_TOOL, "the vfio backend (fixtures/vfio/factory.py) is missing: "
+    if backend == "vfio" and not (ROOT / "vfio_mig_cts" / "backends" / "vfio" / "factory.py").is_file():
+        raise LaneError(LaneFailure.NO_TOOL, "the vfio backend (vfio_mig_cts/backends/vfio/factory.py) is missing: "
                                              "run python -m lane --smoke")
     return vng
 

@@ -34,7 +34,7 @@ from lane import mdev
 RUN = "hazards"
 MAX_ROUNDS = 6
 NO_TESTS = 5  # pytest's status when nothing was selected (a -k that leaves no hazard): not a failure
-QUARANTINED = "quarantined"  # fixtures/vfio/errors.DeviceQuarantined's text, in a setup error's message
+QUARANTINED = "quarantined"  # vfio_mig_cts/backends/vfio/errors.DeviceQuarantined's text, in a setup error's message
 Runner = Callable[[list[str], Path, float], dict[str, Any]]
 
 

@@ -17,8 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from fixtures import uapi
 from lane.mdev import DevicePlan, PlannedDevice, Sysfs
+from vfio_mig_cts.uapi import vfio as uapi
 
 IOMMUFD_TYPE = ord(";")
 IOMMU_IOAS_ALLOC = (IOMMUFD_TYPE << 8) | 0x81  # _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC)

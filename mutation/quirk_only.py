@@ -16,7 +16,7 @@ Span = tuple[tuple[int, int], tuple[int, int]]  # ((line, col), (end_line, end_c
 
 
 def _falsy_knobs() -> frozenset[str]:
-    from fixtures.mock.quirks import Quirks
+    from vfio_mig_cts.backends.mock.quirks import Quirks
 
     defaults = Quirks()
     return frozenset(f.name for f in fields(Quirks) if not getattr(defaults, f.name))

@@ -5,7 +5,7 @@ Steps (each resumable; the session lives in the work dir, by default ~/.cache/vf
 * ``init``: copy the project into ``workers`` private workspaces (cosmic-ray mutates files in place,
   and other people run the suite in the checkout meanwhile), enumerate the mutants with
   ``cosmic-ray init``, record as skipped those of operators outside the configured set and those
-  inside quirk-only code (equivalent by construction, fixtures/mock/quirks.py knobs off).
+  inside quirk-only code (equivalent by construction, vfio_mig_cts/backends/mock/quirks.py knobs off).
 * ``run``: start one ``cosmic-ray http-worker`` per workspace and ``cosmic-ray exec`` the pending
   mutants (an interrupted run continues where it stopped).
 * ``report``: write mutation/results.md and mutation/survivors.json from the session.
@@ -162,12 +162,13 @@ def snapshot(dest: Path) -> None:
 
 
 def register_parts(ws: Path) -> None:
-    """In a check workspace only: register fixtures/{rulebook,faultbook}/mutation.py if the checkout does not yet."""
-    for pkg, attr in (("rulebook", "RULES_PART"), ("faultbook", "FAULTS_PART")):
-        init = ws / "fixtures" / pkg / "__init__.py"
+    """In a check workspace only: register the rulebook's and faultbook's mutation.py if the checkout does not yet."""
+    for pkg, attr in (("spec/rulebook", "RULES_PART"), ("faults/book", "FAULTS_PART")):
+        init = ws / "vfio_mig_cts" / pkg / "__init__.py"
         text = init.read_text()
-        if (ws / "fixtures" / pkg / "mutation.py").exists() and "mutation" not in text:
-            init.write_text(text + f"\nfrom fixtures.{pkg} import mutation as _mutation_part  # (mutation check)\n"
+        dotted = "vfio_mig_cts." + pkg.replace("/", ".")
+        if (ws / "vfio_mig_cts" / pkg / "mutation.py").exists() and "mutation" not in text:
+            init.write_text(text + f"\nfrom {dotted} import mutation as _mutation_part  # (mutation check)\n"
                                    f"PARTS = (*PARTS, _mutation_part.{attr})\n")
 
 
@@ -430,7 +431,7 @@ def cmd_report(workdir: Path, settings: Settings) -> None:
     if answered:
         lines += ["## Answered survivors (killed on re-check)", "",
                   "Killed by the current suite: suites/test_sharpened.py (catalogue entries in "
-                  "fixtures/faultbook/mutation.py) or suites added since the snapshot (races, second open).", ""]
+                  "vfio_mig_cts/faults/book/mutation.py) or suites added since the snapshot (races, second open).", ""]
         lines += [f"- `{i}`" for i in answered] + [""]
     if open_:
         from mutation.triage import OPEN  # what would answer each (mutation/triage.py)

@@ -1,4 +1,4 @@
-"""Proof by exhaustion for the surviving mutants of fixtures/mock/paths.py (mutation/equivalent.md).
+"""Proof by exhaustion for the surviving mutants of vfio_mig_cts/backends/mock/paths.py (mutation/equivalent.md).
 
 ``python -m mutation.verify_paths [PATHS_PY]`` applies each mutation to the module's text, loads the
 result, and compares the driver's next-state answer (next state or errno) for every feature set,
@@ -11,9 +11,9 @@ import sys
 import types
 from pathlib import Path
 
-from fixtures.mock import driver as drv_module
-from fixtures.mock.backend import FEATURE_SETS
-from fixtures.uapi import State
+from vfio_mig_cts.backends.mock import driver as drv_module
+from vfio_mig_cts.backends.mock.backend import FEATURE_SETS
+from vfio_mig_cts.uapi.vfio import State
 
 OR = "ReplaceBinaryOperator_BitAnd_BitOr"
 MUTATIONS = {
@@ -54,7 +54,7 @@ def table(paths: types.ModuleType) -> dict[tuple[int, State, int], object]:
 
 
 def main(argv: list[str]) -> int:
-    src = Path(argv[0] if argv else "fixtures/mock/paths.py").read_text()
+    src = Path(argv[0] if argv else "vfio_mig_cts/backends/mock/paths.py").read_text()
     base = table(_load(src))
     bad = 0
     for mid, (old, new) in MUTATIONS.items():

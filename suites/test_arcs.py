@@ -1,6 +1,6 @@
 """Every state arc: each reachable from-state x the 8 states and two out-of-range values, per feature set.
 
-Judged against the reference model of ``vfio_mig_get_next_state()`` (fixtures/model.py).
+Judged against the reference model of ``vfio_mig_get_next_state()`` (vfio_mig_cts/spec/model.py).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures import model
-from fixtures.backend import (
+from fixtures.plugin import backend_of, feature_set_id, is_real
+from vfio_mig_cts.backends.protocol import (
     ArcTrace,
     Backend,
     ErrorInjection,
@@ -21,12 +21,12 @@ from fixtures.backend import (
     get_state,
     get_state_fd,
 )
-from fixtures.checks import check_path, refusal_rule
-from fixtures.driving import Session, reach, reset, set_and_get
-from fixtures.hazards import run_contained
-from fixtures.plugin import backend_of, feature_set_id, is_real
-from fixtures.uapi import State, state_name
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.judging.checks import check_path, refusal_rule
+from vfio_mig_cts.judging.containment import run_contained
+from vfio_mig_cts.judging.driving import Session, reach, reset, set_and_get
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import State, state_name
 
 OUT_OF_RANGE = (8, 0xFFFFFFFF)
 

@@ -1,9 +1,9 @@
 """DMA logging (VFIO_DEVICE_FEATURE_DMA_LOGGING_START/STOP/REPORT), on devices whose PROBE says they have it.
 
 START's argument checks are the core's; the session rules (one START until STOP, no REPORT while off)
-and REPORT's bitmap rules are the header's (fixtures/rulebook/dma.py). The bits of pages the device
+and REPORT's bitmap rules are the header's (vfio_mig_cts/spec/rulebook/dma.py). The bits of pages the device
 wrote can be checked only where the backend can make the device write (``DmaWriter``: the mock).
-Pointers inside the payloads are real addresses of ctypes buffers (fixtures/dma.py).
+Pointers inside the payloads are real addresses of ctypes buffers (vfio_mig_cts/judging/dma.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import TypeVar
 
 import pytest
 
-from fixtures import dma
-from fixtures.backend import MigrationDevice
-from fixtures.dma import LOG_MAX_RANGES, U64_MAX, DmaWriter
 from fixtures.plugin import backend_of
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.backends.protocol import MigrationDevice
+from vfio_mig_cts.judging import dma
+from vfio_mig_cts.judging.dma import LOG_MAX_RANGES, U64_MAX, DmaWriter
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
 
 P = 4096
 BASE = 1 << 32  # the IOVA the tests' ranges start at

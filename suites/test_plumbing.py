@@ -12,19 +12,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.backend import MigrationDevice, flags_name, migration_flags
 from fixtures.plugin import backend_of
-from fixtures.uapi import (
+from vfio_mig_cts.backends.protocol import MigrationDevice, flags_name, migration_flags
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.uapi.vfio import (
     VFIO_DEVICE_FEATURE_GET as GET,
 )
-from fixtures.uapi import (
+from vfio_mig_cts.uapi.vfio import (
     VFIO_DEVICE_FEATURE_PROBE as PROBE,
 )
-from fixtures.uapi import (
+from vfio_mig_cts.uapi.vfio import (
     VFIO_DEVICE_FEATURE_SET as SET,
 )
-from fixtures.uapi import Feature, MigFlag
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.uapi.vfio import Feature, MigFlag
 
 
 @dataclass(frozen=True)

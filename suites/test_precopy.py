@@ -1,7 +1,7 @@
 """PRE_COPY: VFIO_MIG_GET_PRECOPY_INFO and the temporary end of stream.
 
 Rules from the VFIO_MIG_GET_PRECOPY_INFO comment of include/uapi/linux/vfio.h: most of it says
-*should*, and the registry (fixtures/rulebook/precopy.py) says which.
+*should*, and the registry (vfio_mig_cts/spec/rulebook/precopy.py) says which.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.backend import (
+from fixtures.plugin import backend_of, feature_set_id
+from vfio_mig_cts.backends.protocol import (
     DataStream,
     DeviceProfile,
     MigrationDevice,
@@ -21,17 +22,16 @@ from fixtures.backend import (
     precopy_info,
     set_state,
 )
-from fixtures.checks import (
+from vfio_mig_cts.judging.checks import (
     check_entry_counters,
     check_info_outside_precopy,
     check_initial_not_growing,
     check_precopy_end,
     precopy_info_or_fail,
 )
-from fixtures.driving import Session, open_session, reach, read_all, read_available, step
-from fixtures.plugin import backend_of, feature_set_id
-from fixtures.uapi import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.judging.driving import Session, open_session, reach, read_all, read_available, step
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_SET, Feature, MigFlag, State
 
 READ_SIZE = 7  # small, odd reads: the counters must follow every byte
 MAX_READS = 1 << 16

@@ -4,7 +4,7 @@ while a poll() waits, a second open while the device is in use.
 Each race runs ``--race-repeat`` times; every racing call has ``--race-timeout`` seconds. The device
 must end where the uAPI allows, no call may hang, and no data may come out of a session that ended.
 On the mock the driver sleeps inside each arc and each read (``RaceWindow``), which widens the
-windows the races aim at. Rules: fixtures/rulebook/concurrency.py; what the same device does without
+windows the races aim at. Rules: vfio_mig_cts/spec/rulebook/concurrency.py; what the same device does without
 a race is checked first with the other suites' rules, so a device that already fails that is blamed
 for that, not for the race.
 """
@@ -18,16 +18,25 @@ from collections.abc import Callable
 
 import pytest
 
-from fixtures import model
-from fixtures.backend import POLLIN, DataStream, MigrationDevice, get_state, set_state
-from fixtures.checks import check_stopcopy_read
-from fixtures.driving import Session, drain_in_group, open_session, reach, read_all, read_available, step, walk
 from fixtures.plugin import backend_of, is_real
-from fixtures.races import OpenAgain, RaceWindow, Ran, race, reraise, wait_done
-from fixtures.resume_cases import Live, check_dead, reset_out_of
 from fixtures.stateful_options import RACE_TIMEOUT_MOCK, option
-from fixtures.uapi import MigFlag, State, state_name
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.backends.protocol import POLLIN, DataStream, MigrationDevice, get_state, set_state
+from vfio_mig_cts.exploration.races import OpenAgain, RaceWindow, Ran, race, reraise, wait_done
+from vfio_mig_cts.judging.checks import check_stopcopy_read
+from vfio_mig_cts.judging.driving import (
+    Session,
+    drain_in_group,
+    open_session,
+    reach,
+    read_all,
+    read_available,
+    step,
+    walk,
+)
+from vfio_mig_cts.judging.resume_cases import Live, check_dead, reset_out_of
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import MigFlag, State, state_name
 
 S = State
 WINDOW = 0.0005  # seconds the mock's driver sleeps inside each arc and each read during these races

@@ -25,14 +25,14 @@ from typing import TypeVar
 
 import pytest
 
-from fixtures import model
-from fixtures.backend import MigrationDevice, Reopen, get_state, set_state
-from fixtures.driving import Session
-from fixtures.hazards import Losable, run_contained
 from fixtures.plugin import backend_of, feature_set_id, is_real
-from fixtures.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
-from fixtures.uapi import State, state_name
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.backends.protocol import MigrationDevice, Reopen, get_state, set_state
+from vfio_mig_cts.judging.containment import Losable, run_contained
+from vfio_mig_cts.judging.driving import Session
+from vfio_mig_cts.judging.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import State, state_name
 
 S = State
 WITH_SESSION = frozenset({S.PRE_COPY, S.PRE_COPY_P2P, S.STOP_COPY, S.RESUMING, S.ERROR})
@@ -129,7 +129,7 @@ def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, 
            timeout: float) -> int | None:
     """SET RUNNING from the state the reopened device came back in; it must return (success or an errno).
 
-    On a real device in a hazard case the request runs in a forked child (fixtures/hazards.py): a child
+    On a real device in a hazard case the request runs in a forked child (vfio_mig_cts/judging/containment.py): a child
     that hangs, or whose task the kernel kills (mtty's oops), writes the device off. Returns the state
     GET reports afterwards, or None when the request did not return (the verdict has failed).
     """

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures import model
-from fixtures.backend import MigrationDevice
-from fixtures.driving import Session
 from fixtures.plugin import backend_of, feature_set_id
-from fixtures.resume_cases import check_dead, migrate_again, open_session, reset_out_of
-from fixtures.uapi import State
-from fixtures.verdict import Verdict
+from vfio_mig_cts.backends.protocol import MigrationDevice
+from vfio_mig_cts.judging.driving import Session
+from vfio_mig_cts.judging.resume_cases import check_dead, migrate_again, open_session, reset_out_of
+from vfio_mig_cts.judging.verdict import Verdict
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import State
 
 
 @dataclass(frozen=True)

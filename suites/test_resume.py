@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.backend import DeviceProfile, MigrationDevice
-from fixtures.checks import check_load_refused
-from fixtures.driving import Session, walk
 from fixtures.plugin import backend_of, feature_set_id
-from fixtures.resume_cases import (
+from vfio_mig_cts.backends.protocol import DeviceProfile, MigrationDevice
+from vfio_mig_cts.judging.checks import check_load_refused
+from vfio_mig_cts.judging.driving import Session, walk
+from vfio_mig_cts.judging.resume_cases import (
     Attempt,
     Live,
     Saved,
@@ -38,8 +38,8 @@ from fixtures.resume_cases import (
     save_source,
     sources_for,
 )
-from fixtures.uapi import State
-from fixtures.verdict import Verdict
+from vfio_mig_cts.judging.verdict import Verdict
+from vfio_mig_cts.uapi.vfio import State
 
 S = State
 APPENDED = b"\xa5" * 64

@@ -1,8 +1,8 @@
 """Sharper checks that answer mutation-testing survivors of the reference mock (mutation/, docs/mutation.md).
 
-Each test here kills mutants of fixtures/mock/*.py that the rest of the suite let through; the
+Each test here kills mutants of vfio_mig_cts/backends/mock/*.py that the rest of the suite let through; the
 mutants it answers are named in mutation/results.md and in its catalogue entry
-(fixtures/faultbook/mutation.py).
+(vfio_mig_cts/faults/book/mutation.py).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import struct
 
 import pytest
 
-from fixtures.backend import MigrationDevice, get_state
-from fixtures.uapi import VFIO_DEVICE_FEATURE_GET as GET
-from fixtures.uapi import VFIO_DEVICE_FEATURE_SET as SET
-from fixtures.uapi import Feature, State
-from fixtures.verdict import Verdict
+from vfio_mig_cts.backends.protocol import MigrationDevice, get_state
+from vfio_mig_cts.judging.verdict import Verdict
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_GET as GET
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_SET as SET
+from vfio_mig_cts.uapi.vfio import Feature, State
 
 TAIL = bytes(range(0xA0, 0xA8))  # the caller's bytes past the 8-byte structure
 

@@ -2,7 +2,7 @@
 
 Hypothesis draws SETs (legal and illegal), reads and writes of varying sizes on the live data fd,
 precopy-info queries, early closes, reads of ended fds, resets, full save/resume cycles (and, on the
-mock, ERROR); the checks are the shared ones (fixtures/checks.py). A failure shrinks to a minimal
+mock, ERROR); the checks are the shared ones (vfio_mig_cts/judging/checks.py). A failure shrinks to a minimal
 sequence, printed (and written under the reports folder) as a standalone script that replays it on the
 same backend. ``--stateful-examples``, ``--stateful-steps`` and ``--stateful-seed`` size and seed it.
 
@@ -25,14 +25,14 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.backend import Backend, MigrationDevice, Role, get_state
-from fixtures.expectations import Expectation
 from fixtures.plugin import EXPECT_KEY, backend_of, is_real
-from fixtures.stateful import Explorer, Judge, Target, known_lines, known_rules, script
-from fixtures.stateful_machine import Exploration, explore
 from fixtures.stateful_options import option, stateful_seed
-from fixtures.uapi import State
-from fixtures.verdict import Verdict
+from vfio_mig_cts.backends.protocol import Backend, MigrationDevice, Role, get_state
+from vfio_mig_cts.exploration.machine import Exploration, explore
+from vfio_mig_cts.exploration.stateful import Explorer, Judge, Target, known_lines, known_rules, script
+from vfio_mig_cts.judging.expectations import Expectation
+from vfio_mig_cts.judging.verdict import Verdict
+from vfio_mig_cts.uapi.vfio import State
 
 
 def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool, known: frozenset[str]) -> Target:

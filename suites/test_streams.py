@@ -10,8 +10,8 @@ from typing import TypeVar
 
 import pytest
 
-from fixtures import model
-from fixtures.backend import (
+from fixtures.plugin import backend_of
+from vfio_mig_cts.backends.protocol import (
     POLLIN,
     DataStream,
     DeviceProfile,
@@ -22,7 +22,7 @@ from fixtures.backend import (
     get_state,
     set_state,
 )
-from fixtures.checks import (
+from vfio_mig_cts.judging.checks import (
     check_data_size,
     check_digest,
     check_direction,
@@ -32,7 +32,7 @@ from fixtures.checks import (
     check_saving_group_read,
     check_stopcopy_read,
 )
-from fixtures.driving import (
+from vfio_mig_cts.judging.driving import (
     Session,
     drain_in_group,
     load,
@@ -46,9 +46,9 @@ from fixtures.driving import (
     step,
     walk,
 )
-from fixtures.plugin import backend_of
-from fixtures.uapi import MigFlag, State, state_name
-from fixtures.verdict import Verdict, errno_name
+from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import MigFlag, State, state_name
 
 S = State
 

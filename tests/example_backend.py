@@ -4,7 +4,7 @@ Run the conformance suite against it with::
 
     python -m pytest suites --backend tests.example_backend:create
 
-It imports nothing of the project but ``fixtures.backend`` (the protocol) and ``fixtures.uapi``
+It imports nothing of the project but ``vfio_mig_cts.backends.protocol`` (the protocol) and ``vfio_mig_cts.uapi.vfio``
 (the header's numbers), which is all a backend for your own device model or hardware harness needs.
 Each piece names the kernel code whose behaviour it reproduces (Linux 6.12): the core's checks in
 ``vfio_ioctl_device_feature()`` (drivers/vfio/vfio_main.c) and ``vfio_check_feature()``
@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from fixtures.backend import (
+from vfio_mig_cts.backends.protocol import (
     DEFAULT_PROFILE,
     KERNEL_PROFILES,
     POLLIN,
@@ -31,10 +31,10 @@ from fixtures.backend import (
     Role,
     Unavailable,
 )
-from fixtures.uapi import FEATURE_HEADER_SIZE, VFIO_DEVICE_FEATURE_MASK, Feature, MigFlag, State
-from fixtures.uapi import VFIO_DEVICE_FEATURE_GET as GET
-from fixtures.uapi import VFIO_DEVICE_FEATURE_PROBE as PROBE
-from fixtures.uapi import VFIO_DEVICE_FEATURE_SET as SET
+from vfio_mig_cts.uapi.vfio import FEATURE_HEADER_SIZE, VFIO_DEVICE_FEATURE_MASK, Feature, MigFlag, State
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_GET as GET
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_PROBE as PROBE
+from vfio_mig_cts.uapi.vfio import VFIO_DEVICE_FEATURE_SET as SET
 
 FLAGS = int(MigFlag.STOP_COPY)  # the one feature set this device offers
 SUPPORTED = frozenset({State.RUNNING, State.STOP, State.STOP_COPY, State.RESUMING})  # state_flags_table
@@ -269,8 +269,8 @@ class ExampleBackend:
 def create(options: Any) -> ExampleBackend:
     """The factory ``--backend tests.example_backend:create`` names.
 
-    ``options`` is a ``fixtures.selection.BackendOptions``; this backend reads only ``kernel_profile``
-    (``--kernel-profile``: which core behaviour to judge against, KERNEL_PROFILES in fixtures/backend.py).
+    ``options`` is a ``vfio_mig_cts.backends.loader.BackendOptions``; this backend reads only ``kernel_profile``
+    (``--kernel-profile``: which core behaviour to judge against, KERNEL_PROFILES in vfio_mig_cts/backends/protocol.py).
     """
     name = options.kernel_profile or DEFAULT_PROFILE
     if name not in KERNEL_PROFILES:

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.backend import Role
-from fixtures.errors import Exit, one_line
-from fixtures.mock.backend import MockBackend, MockDevice
-from fixtures.selection import BackendOptions
-from fixtures.uapi import Feature, MigFlag
-from fixtures.vfio.backend import Environment, VfioBackend
-from fixtures.vfio.device import DeviceIO
-from fixtures.vfio.errors import open_error
-from fixtures.vfio.ioctl import RegionInfo
-from fixtures.vfio.sysfs import ResolvedDevice
 from tests.test_vfio_sysfs import make_mdev, make_pci
+from vfio_mig_cts.backends.loader import BackendOptions
+from vfio_mig_cts.backends.mock.backend import MockBackend, MockDevice
+from vfio_mig_cts.backends.protocol import Role
+from vfio_mig_cts.backends.vfio.backend import Environment, VfioBackend
+from vfio_mig_cts.backends.vfio.device import DeviceIO
+from vfio_mig_cts.backends.vfio.errors import open_error
+from vfio_mig_cts.backends.vfio.ioctl import RegionInfo
+from vfio_mig_cts.backends.vfio.sysfs import ResolvedDevice
+from vfio_mig_cts.errors import Exit, one_line
+from vfio_mig_cts.uapi.vfio import Feature, MigFlag
 
 ROOT = Path(__file__).resolve().parent.parent
 U1 = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
@@ -150,7 +150,7 @@ def host(tmp_path: Path) -> Host:
 @pytest.mark.parametrize(("args", "says"), [
     (["--backend", "nosuch"], ["unknown backend 'nosuch'", "use mock, vfio, or package.module:factory"]),
     (["--backend", "tests.no_such_module:create"], ["cannot import tests.no_such_module"]),
-    (["--fault", "nosuch"], ["unknown fault 'nosuch'", "python -m fixtures.faults"]),
+    (["--fault", "nosuch"], ["unknown fault 'nosuch'", "python -m vfio_mig_cts.faults.catalogue"]),
     (["--backend", "vfio", "--fault", "keeps-old-state"], ["cannot be combined with --backend vfio", "drop one"]),
     (["--vfio-device", "0000:3b:00.1"], ["the backend is the mock", "add --backend vfio"]),
     (["--backend", "vfio"], ["--backend vfio needs a device", "--vfio-device"]),
@@ -189,7 +189,7 @@ def test_unusable_devices(host: Host, build: object, device: str, says: list[str
 
 
 def test_a_device_another_run_holds_is_busy(host: Host) -> None:
-    from fixtures.vfio.locking import DeviceLock
+    from vfio_mig_cts.backends.vfio.locking import DeviceLock
 
     host.mdev(U1)
     (host.root / "locks").mkdir()
@@ -256,7 +256,7 @@ def test_a_lab_file_and_conflicting_devices_on_the_command_line(host: Host) -> N
 def test_malformed_expectation_file(tmp_path: Path, text: str, says: list[str]) -> None:
     f = tmp_path / "driver.toml"
     f.write_text(text)
-    assert_one_line(run(["--expectations", str(f)]), str(f), "fixtures/expectations.py", *says)
+    assert_one_line(run(["--expectations", str(f)]), str(f), "vfio_mig_cts/judging/expectations.py", *says)
 
 
 # --- the exit codes themselves ------------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import globs
-from fixtures.faults import CATALOGUE
 from fixtures.killmatrix import record
-from fixtures.rules import RULES
-from fixtures.suite_run import run_suite
+from vfio_mig_cts.faults.catalogue import CATALOGUE
+from vfio_mig_cts.faults.suite_run import run_suite
+from vfio_mig_cts.judging import globs
+from vfio_mig_cts.spec.registry import RULES
 
 # Fault runs need results.json only: no JUnit or Allure files (they double a run's time).
 FAST = ("-p", "no:allure_pytest", "-p", "no:junitxml")

@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "tests" / "example_backend.py"
 SPEC = "tests.example_backend:create"
-ALLOWED_PROJECT_IMPORTS = {"fixtures.backend", "fixtures.uapi"}
-PROJECT_PACKAGES = {"fixtures", "lane", "suites", "tests", "benchmarks", "conftest"}
+ALLOWED_PROJECT_IMPORTS = {"vfio_mig_cts.backends.protocol", "vfio_mig_cts.uapi.vfio"}
+PROJECT_PACKAGES = {"fixtures", "vfio_mig_cts", "lane", "suites", "tests", "benchmarks", "conftest"}
 
 
 def _run_suite(backend: str, reports: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -49,8 +49,8 @@ def test_example_imports_only_the_backend_protocol() -> None:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"relative import at line {node.lineno}"
             names = [node.module or ""]
-            if node.module == "fixtures":  # `from fixtures import uapi` names submodules
-                names = [f"fixtures.{a.name}" for a in node.names]
+            if node.module in ("vfio_mig_cts", "vfio_mig_cts.uapi"):  # `from X import vfio` names submodules
+                names = [f"{node.module}.{a.name}" for a in node.names]
         else:
             continue
         for name in names:
@@ -60,7 +60,7 @@ def test_example_imports_only_the_backend_protocol() -> None:
             else:
                 assert top in sys.stdlib_module_names, f"{name} is neither the standard library nor the project"
     assert project <= ALLOWED_PROJECT_IMPORTS, project - ALLOWED_PROJECT_IMPORTS
-    assert project, "the example is expected to use fixtures.backend"
+    assert project, "the example is expected to use vfio_mig_cts.backends.protocol"
 
 
 @pytest.mark.parametrize("spec", ["tests.no_such_module:create", "tests.example_backend:nope"])
@@ -78,9 +78,9 @@ def test_example_streams_follow_the_uapi() -> None:
     """What the example's docstrings promise about data streams, checked directly."""
     import errno
 
-    from fixtures.backend import Role, data_size, get_state, set_state
-    from fixtures.uapi import State
     from tests.example_backend import FLAGS, create
+    from vfio_mig_cts.backends.protocol import Role, data_size, get_state, set_state
+    from vfio_mig_cts.uapi.vfio import State
 
     backend = create(type("Opts", (), {"kernel_profile": None})())
     src, dst = backend.open(Role.DUT, FLAGS), backend.open(Role.PEER, FLAGS)

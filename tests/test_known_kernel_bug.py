@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.expectations import ExpectationError, load
-from fixtures.suite_run import SuiteRun, run_suite
+from vfio_mig_cts.faults.suite_run import SuiteRun, run_suite
+from vfio_mig_cts.judging.expectations import ExpectationError, load
 
 ENTRY = '''
 [[expect]]

@@ -14,8 +14,8 @@ import pytest
 
 from fixtures.ktap import render
 from fixtures.matrix import Record
-from fixtures.suite_run import run_suite
 from tests.kernel_source import require_source
+from vfio_mig_cts.faults.suite_run import run_suite
 
 
 @pytest.fixture(scope="module")

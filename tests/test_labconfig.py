@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.backend import Role
-from fixtures.expectations import load as load_expectations
 from fixtures.labconfig import LabConfigError, parse
-from fixtures.mock.backend import MockBackend, MockDevice
-from fixtures.selection import BackendOptions
+from vfio_mig_cts.backends.loader import BackendOptions
+from vfio_mig_cts.backends.mock.backend import MockBackend, MockDevice
+from vfio_mig_cts.backends.protocol import Role
+from vfio_mig_cts.judging.expectations import load as load_expectations
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECT = '[[expect]]\nrule = "ARC.ERROR_TARGET"\ndriver = "mock"\nreason = "known"\nlink = "https://x"\n'
@@ -24,7 +24,7 @@ EXPECT = '[[expect]]\nrule = "ARC.ERROR_TARGET"\ndriver = "mock"\nreason = "know
 
 class NamedMock(MockBackend):
     def __init__(self, device: str, fault: str | None) -> None:
-        from fixtures.faults import CATALOGUE
+        from vfio_mig_cts.faults.catalogue import CATALOGUE
 
         super().__init__(quirks=CATALOGUE[fault].quirks() if fault else None)
         self.device = device

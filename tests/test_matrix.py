@@ -21,7 +21,7 @@ from fixtures.matrix import (
     side_by_side,
     write_svgs,
 )
-from fixtures.suite_run import run_suite
+from vfio_mig_cts.faults.suite_run import run_suite
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -112,7 +112,7 @@ def test_side_by_side_fits_the_width() -> None:
 
 
 def test_finding_summary_reads_expected_and_observed() -> None:
-    text = ("E   fixtures.verdict.RuleViolation: [ARC.DATA_FD must] x\nE     expected: no data_fd\n"
+    text = ("E   vfio_mig_cts.judging.verdict.RuleViolation: [ARC.DATA_FD must] x\nE     expected: no data_fd\n"
             "E     observed: a data_fd\n")
     assert finding_summary(text, ["ARC.DATA_FD"]) == "ARC.DATA_FD: expected: no data_fd; observed: a data_fd"
     assert finding_summary("nothing here", []) == ""

@@ -7,10 +7,10 @@ from collections import deque
 
 import pytest
 
-from fixtures import model
-from fixtures.mock import paths as mock_paths
-from fixtures.uapi import MigFlag, State
 from tests.kernel_source import require_source
+from vfio_mig_cts.backends.mock import paths as mock_paths
+from vfio_mig_cts.spec import model
+from vfio_mig_cts.uapi.vfio import MigFlag, State
 
 FEATURE_SETS = (1, 3, 5, 7)
 FLAG_VALUES = {"VFIO_MIGRATION_STOP_COPY": MigFlag.STOP_COPY, "VFIO_MIGRATION_P2P": MigFlag.P2P,

@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_config_names_the_mock_logic_and_the_suite() -> None:
     s = runner.load_settings()
-    assert s.modules == ["fixtures/mock/driver.py", "fixtures/mock/streams.py", "fixtures/mock/backend.py",
-                         "fixtures/mock/paths.py"]
+    mock = "vfio_mig_cts/backends/mock"
+    assert s.modules == [f"{mock}/driver.py", f"{mock}/streams.py", f"{mock}/backend.py", f"{mock}/paths.py"]
     for module in s.modules:
         assert (ROOT / module).is_file(), module
-    assert "fixtures/mock/quirks.py" not in s.modules  # the fault knobs are not mutated
+    assert "vfio_mig_cts/backends/mock/quirks.py" not in s.modules  # the fault knobs are not mutated
     assert re.search(r"-m pytest suites -x\b.*--strict", s.test_command)
     assert 0 < s.timeout <= 120 and s.workers >= 1
     assert all(op.startswith("core/") for op in s.operators)

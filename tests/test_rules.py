@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from fixtures.rules import RULES, Force
 from tests.kernel_source import require_source
+from vfio_mig_cts.spec.registry import RULES, Force
 
 
 def _normalize(text: str) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.backend import Role
-from fixtures.faults import CATALOGUE
-from fixtures.mock.backend import MockBackend
-from fixtures.rules import RULES
-from fixtures.stateful import Explorer, Judge
-from fixtures.stateful_machine import Exploration, explore
+from vfio_mig_cts.backends.mock.backend import MockBackend
+from vfio_mig_cts.backends.protocol import Role
+from vfio_mig_cts.exploration.machine import Exploration, explore
+from vfio_mig_cts.exploration.stateful import Explorer, Judge
+from vfio_mig_cts.faults.catalogue import CATALOGUE
+from vfio_mig_cts.spec.registry import RULES
 
 # Two seeds: steps whose outcome depends on timing (poll and its timeout) can steer the generated
 # sequences differently on a heavily loaded machine; a fault must be found under one of them.

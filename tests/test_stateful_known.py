@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.backend import Role
-from fixtures.expectations import load
-from fixtures.mock.backend import MockBackend
-from fixtures.mock.quirks import with_changes
-from fixtures.stateful import Explorer, Judge, known_lines, known_rules
-from fixtures.stateful_machine import Exploration, Outcome, explore
-from fixtures.uapi import MigFlag
+from vfio_mig_cts.backends.mock.backend import MockBackend
+from vfio_mig_cts.backends.mock.quirks import with_changes
+from vfio_mig_cts.backends.protocol import Role
+from vfio_mig_cts.exploration.machine import Exploration, Outcome, explore
+from vfio_mig_cts.exploration.stateful import Explorer, Judge, known_lines, known_rules
+from vfio_mig_cts.judging.expectations import load
+from vfio_mig_cts.uapi.vfio import MigFlag
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = int(MigFlag.STOP_COPY | MigFlag.P2P | MigFlag.PRE_COPY)
@@ -43,8 +43,8 @@ reason = "read() returns 0, not ENOMSG, at PRE_COPY's temporary end of stream"
 link = "https://example.org/known"
 """
 BACKEND = f"""
-from fixtures.mock.backend import MockBackend
-from fixtures.mock.quirks import with_changes
+from vfio_mig_cts.backends.mock.backend import MockBackend
+from vfio_mig_cts.backends.mock.quirks import with_changes
 
 
 def create(options):

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from fixtures.backend import Role
-from fixtures.mock.backend import MockBackend
-from fixtures.mock.quirks import with_changes
-from fixtures.stateful import Explorer, Judge, Step, Target, replay, script
-from fixtures.stateful_machine import Exploration, Outcome, explore
-from fixtures.uapi import MigFlag
+from vfio_mig_cts.backends.mock.backend import MockBackend
+from vfio_mig_cts.backends.mock.quirks import with_changes
+from vfio_mig_cts.backends.protocol import Role
+from vfio_mig_cts.exploration.machine import Exploration, Outcome, explore
+from vfio_mig_cts.exploration.stateful import Explorer, Judge, Step, Target, replay, script
+from vfio_mig_cts.uapi.vfio import MigFlag
 
 ALL = int(MigFlag.STOP_COPY | MigFlag.P2P | MigFlag.PRE_COPY)
 DEEP = {"combination_short_after": 8}  # the 9th SET since a reset, if a combination, stops an arc short

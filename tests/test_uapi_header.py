@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import uapi
 from tests.kernel_source import require_source
+from vfio_mig_cts.uapi import vfio as uapi
 
 
 def _program() -> str:

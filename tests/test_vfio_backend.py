@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import uapi
-from fixtures.backend import (
+from tests.test_vfio_profiles import FakeMtty
+from tests.test_vfio_sysfs import make_mdev, make_pci
+from vfio_mig_cts.backends.loader import BackendError, BackendOptions
+from vfio_mig_cts.backends.mock.backend import MockBackend, MockDevice
+from vfio_mig_cts.backends.protocol import (
     DeviceProfile,
     FdStream,
     KernelLog,
@@ -28,23 +31,20 @@ from fixtures.backend import (
     get_state,
     set_state,
 )
-from fixtures.driving import Session, restore_running
-from fixtures.hazards import Losable
-from fixtures.mock.backend import MockBackend, MockDevice
-from fixtures.races import OpenAgain
-from fixtures.selection import BackendError, BackendOptions
-from fixtures.uapi import Feature, MigFlag, State
-from fixtures.vfio.backend import Environment, VfioBackend
-from fixtures.vfio.device import DeviceIO, VfioDevice
-from fixtures.vfio.errors import DeviceQuarantined, open_error
-from fixtures.vfio.factory import create_backend
-from fixtures.vfio.ioctl import RegionInfo
-from fixtures.vfio.kernel import KernelIdentity
-from fixtures.vfio.locking import DeviceLock, Quarantine
-from fixtures.vfio.sysfs import ResolvedDevice
-from fixtures.vfio.timeouts import IoctlHang
-from tests.test_vfio_profiles import FakeMtty
-from tests.test_vfio_sysfs import make_mdev, make_pci
+from vfio_mig_cts.backends.vfio.backend import Environment, VfioBackend
+from vfio_mig_cts.backends.vfio.device import DeviceIO, VfioDevice
+from vfio_mig_cts.backends.vfio.errors import DeviceQuarantined, open_error
+from vfio_mig_cts.backends.vfio.factory import create_backend
+from vfio_mig_cts.backends.vfio.ioctl import RegionInfo
+from vfio_mig_cts.backends.vfio.kernel import KernelIdentity
+from vfio_mig_cts.backends.vfio.locking import DeviceLock, Quarantine
+from vfio_mig_cts.backends.vfio.sysfs import ResolvedDevice
+from vfio_mig_cts.backends.vfio.timeouts import IoctlHang
+from vfio_mig_cts.exploration.races import OpenAgain
+from vfio_mig_cts.judging.containment import Losable
+from vfio_mig_cts.judging.driving import Session, restore_running
+from vfio_mig_cts.uapi import vfio as uapi
+from vfio_mig_cts.uapi.vfio import Feature, MigFlag, State
 
 ALL = int(MigFlag.STOP_COPY | MigFlag.P2P | MigFlag.PRE_COPY)
 U1 = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"

@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from fixtures.hazards import run_contained
+from vfio_mig_cts.judging.containment import run_contained
 
 
 def test_a_hanging_child_counts_as_hung() -> None:

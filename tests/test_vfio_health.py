@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fixtures.backend import KERNEL_PROFILES, FeatureReply, KernelProfile, Role
 from fixtures.health import describe, order_messages
-from fixtures.selection import BackendOptions
-from fixtures.uapi import State
+from vfio_mig_cts.backends.loader import BackendOptions
+from vfio_mig_cts.backends.protocol import KERNEL_PROFILES, FeatureReply, KernelProfile, Role
+from vfio_mig_cts.uapi.vfio import State
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "0000:3b:00.1"

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fixtures import uapi
-from fixtures.uapi import Feature
-from fixtures.vfio import iommufd, opening
-from fixtures.vfio.ioctl import (
+from tests.kernel_source import require_source
+from vfio_mig_cts.backends.vfio import opening
+from vfio_mig_cts.backends.vfio.ioctl import (
     GuardedBuffer,
     device_feature,
     feature_arg,
@@ -26,7 +25,9 @@ from fixtures.vfio.ioctl import (
     region_info_arg,
     returned_data_fd,
 )
-from tests.kernel_source import require_source
+from vfio_mig_cts.uapi import iommufd
+from vfio_mig_cts.uapi import vfio as uapi
+from vfio_mig_cts.uapi.vfio import Feature
 
 GET, SET, PROBE = uapi.VFIO_DEVICE_FEATURE_GET, uapi.VFIO_DEVICE_FEATURE_SET, uapi.VFIO_DEVICE_FEATURE_PROBE
 libc = ctypes.CDLL(None, use_errno=True)

@@ -6,10 +6,10 @@ import errno
 
 import pytest
 
-from fixtures import uapi
-from fixtures.selection import BackendError
-from fixtures.vfio import kernel
-from fixtures.vfio.kernel import KernelIdentity, blocked_arc_fix_known, detect
+from vfio_mig_cts.backends.loader import BackendError
+from vfio_mig_cts.backends.vfio import kernel
+from vfio_mig_cts.backends.vfio.kernel import KernelIdentity, blocked_arc_fix_known, detect
+from vfio_mig_cts.uapi import vfio as uapi
 
 DEBIAN = KernelIdentity("6.12.117+deb12-amd64", "Linux version 6.12.117+deb12-amd64 ... Debian 6.12.117-1~deb12u1")
 
@@ -76,7 +76,7 @@ def test_named_profiles() -> None:
 
 
 def test_a_hanging_probe_is_no_answer() -> None:
-    from fixtures.vfio.timeouts import IoctlHang
+    from vfio_mig_cts.backends.vfio.timeouts import IoctlHang
 
     def hang(flags: int) -> None:
         raise IoctlHang("VFIO_DEVICE_FEATURE PROBE|GET", 1.0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.vfio.kmsg import KernelLogReader, parse_record, split_records
+from vfio_mig_cts.backends.vfio.kmsg import KernelLogReader, parse_record, split_records
 
 UUID = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.selection import BackendError
-from fixtures.vfio import locking
-from fixtures.vfio.locking import DeviceLock, Quarantine, acquire, preference, worker_index
+from vfio_mig_cts.backends.loader import BackendError
+from vfio_mig_cts.backends.vfio import locking
+from vfio_mig_cts.backends.vfio.locking import DeviceLock, Quarantine, acquire, preference, worker_index
 
 DEVS = ["0000:3b:00.1", "0000:3b:00.2", "0000:3b:00.3"]
 

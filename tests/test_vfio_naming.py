@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.selection import BackendError
-from fixtures.vfio.naming import DeviceSpec, SpecKind, parse_spec
+from vfio_mig_cts.backends.loader import BackendError
+from vfio_mig_cts.backends.vfio.naming import DeviceSpec, SpecKind, parse_spec
 
 UUID = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 

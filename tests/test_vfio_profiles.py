@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fixtures.uapi import State
-from fixtures.vfio.ioctl import RegionInfo
-from fixtures.vfio.profiles import PROFILES, MttyProfile, profile_for
+from vfio_mig_cts.backends.vfio.ioctl import RegionInfo
+from vfio_mig_cts.backends.vfio.profiles import PROFILES, MttyProfile, profile_for
+from vfio_mig_cts.uapi.vfio import State
 
 UART_RX, UART_IER, UART_IIR, UART_LCR, UART_MCR, UART_LSR, UART_MSR, UART_SCR = range(8)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.selection import BackendError
-from fixtures.vfio.naming import SpecKind, parse_spec
-from fixtures.vfio.sysfs import Sysfs
+from vfio_mig_cts.backends.loader import BackendError
+from vfio_mig_cts.backends.vfio.naming import SpecKind, parse_spec
+from vfio_mig_cts.backends.vfio.sysfs import Sysfs
 
 UUID = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 

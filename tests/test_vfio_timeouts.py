@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from fixtures.vfio.timeouts import DeviceLost, IoctlHang, Watchdog, run_with_timeout
+from vfio_mig_cts.backends.vfio.timeouts import DeviceLost, IoctlHang, Watchdog, run_with_timeout
 
 
 def test_a_fast_call_returns_its_value() -> None:

@@ -1,0 +1,1 @@
+"""Exploration: stateful random sequences and races."""

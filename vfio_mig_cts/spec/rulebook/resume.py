@@ -1,0 +1,55 @@
+"""Rules of the resume, reset and close/reopen suites (see spec/registry.py for the registry's conventions).
+
+The resume rules come from the RESUMING arcs of the MIG_DEVICE_STATE comment; the header says nothing
+about what a reset or a close does to open data fds, or in which state a reopened device starts:
+those rules are conventions, quoted from the upstream drivers that set them.
+
+Checked with rules registered elsewhere: ARC.FAILED_STATE (the state after a refused final load),
+ARC.RESET (reset back to RUNNING), ARC.TRANSITION and ARC.DATA_FD (setup arcs) and STREAM.ROUND_TRIP
+(the device state after a resume equals the source's).
+"""
+
+from __future__ import annotations
+
+from vfio_mig_cts.spec.rule import Family, Force, Rule
+
+H = "include/uapi/linux/vfio.h"
+MTTY = "samples/vfio-mdev/mtty.c"
+MLX5 = "drivers/vfio/pci/mlx5/main.c"
+M, CV = Force.MUST, Force.CONVENTION
+
+RULES_PART: tuple[Rule, ...] = (
+    # --- the final load ---------------------------------------------------------------------------
+    Rule("RESUME.FINAL_LOAD", Family.RESUME, M, f"{H}:1094",
+         "final validity and consistency checking of the new device state. If the user provided data is "
+         "found to be incomplete, inconsistent, or otherwise invalid, the migration driver must fail the "
+         "SET_STATE ioctl and optionally go to the ERROR state",
+         "when the bytes write() accepted are not one complete valid stream from a compatible device, "
+         "leaving RESUMING (RESUMING -> STOP, or a combination request through it) fails; a driver may "
+         "refuse earlier, at write(). Checked again in a second resume session of the same open"),
+    Rule("RESUME.COMPATIBLE", Family.RESUME, M, f"{H}:1156",
+         "Entering the RESUMING state starts a process of restoring the device state",
+         "a complete stream saved from a compatible device (with or without PRE_COPY) is taken by write() "
+         "and loads: RESUMING -> STOP (or -> RUNNING) succeeds, in any resume session of an open"),
+    # --- reset --------------------------------------------------------------------------------------
+    Rule("RESET.ABORT_RESUMING", Family.RESET, M, f"{H}:1102",
+         "To abort a RESUMING session the device must be reset.",
+         "VFIO_DEVICE_RESET in RESUMING (mid-stream, or after a refused final load) returns GET to RUNNING"),
+    Rule("RESET.DEAD_FDS", Family.FD_LIFECYCLE, CV, f"{MTTY}:814",
+         "mdev_state->state = VFIO_DEVICE_STATE_RUNNING; mtty_disable_files(mdev_state);",
+         "VFIO_DEVICE_RESET ends every open data session: an old saving fd yields no more data (an error "
+         "or 0) and an old resuming fd takes no more bytes (every upstream driver disables its migration "
+         "files on reset)"),
+    # --- close and reopen ---------------------------------------------------------------------------
+    Rule("REOPEN.DEAD_FDS", Family.FD_LIFECYCLE, CV, f"{MTTY}:1940",
+         "mtty_disable_files(mdev_state);",
+         "closing the device ends its data sessions: a data fd the user kept yields no more data and "
+         "takes no more bytes after the device was closed and opened again (close_device disables the "
+         "migration files in every upstream driver)"),
+    Rule("REOPEN.USABLE", Family.CLOSE_REOPEN, CV, f"{MLX5}:1325",
+         "if (mvdev->migrate_cap) mvdev->mig_state = VFIO_DEVICE_STATE_RUNNING;",
+         "a device closed in any state (its data fd closed first or not) and opened again answers GET "
+         "with a state its flags support, can be asked to leave it without hanging or a kernel splat, and "
+         "resets to RUNNING (upstream PCI drivers restart in RUNNING at open_device; mtty keeps the "
+         "state, which the uAPI allows); closing only a data fd leaves the state as it was"),
+)
