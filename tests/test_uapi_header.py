@@ -72,4 +72,5 @@ def test_ioctl_encoding_is_the_kernels() -> None:
     assert uapi.VFIO_DEVICE_FEATURE == 0x3B75
     assert uapi.VFIO_MIG_GET_PRECOPY_INFO == 0x3B79
     assert uapi.VFIO_DEVICE_RESET == 0x3B6F
-    assert Path(uapi.__file__).name == "uapi.py"
+    assert Path(uapi.__file__).name == "vfio.py"
+    assert Path(uapi.__file__).parent.name == "uapi"

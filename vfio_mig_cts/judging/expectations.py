@@ -3,7 +3,7 @@
 Format (TOML)::
 
     [[expect]]
-    rule = "PRECOPY.ENOMSG"                 # a registry rule id (required)
+    rule = "EOS.PRECOPY_ENOMSG"             # a registry rule id (required)
     driver = "mtty"                         # match by driver name, or
     device = "0000:3b:00.1"                 # by device name (either, both, or neither = any)
     tests = ["suites/test_precopy.py::*"]   # node-id globs (default: every test checking the rule)

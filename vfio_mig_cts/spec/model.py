@@ -1,11 +1,12 @@
 """The reference model: the kernel core's path rules, as ``vfio_mig_get_next_state()`` has them.
 
 Source: ``drivers/vfio/vfio_main.c`` (6.12): ``vfio_from_fsm_table`` and ``state_flags_table``.
-``tests/test_model_kernel.py`` parses both tables out of the kernel source and compares them with
-the data here, and checks every path against a breadth-first search of the header's path rules
+``tests/test_model.py`` parses both tables out of the kernel source and compares them with the
+data here, and checks every path against a breadth-first search of the header's path rules
 ("Select the shortest path"; "The path cannot have saving group states as interior arcs").
 
-The mock backend does not import this module, so the two can disagree and a test notices.
+The mock backend does not import this module (its own path walk is ``backends/mock/paths.py``),
+so the two can disagree and a test notices.
 """
 
 from __future__ import annotations
