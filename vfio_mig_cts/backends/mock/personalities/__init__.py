@@ -7,9 +7,10 @@ what a personality is. ``PERSONALITIES`` is the registry, by the name ``--person
 from __future__ import annotations
 
 from vfio_mig_cts.backends.mock.personalities.base import Personality
+from vfio_mig_cts.backends.mock.personalities.hisi_acc import HISI_ACC
 from vfio_mig_cts.backends.mock.personalities.mtty import MTTY
 
-PERSONALITIES: dict[str, Personality] = {p.name: p for p in (MTTY,)}
+PERSONALITIES: dict[str, Personality] = {p.name: p for p in (HISI_ACC, MTTY)}
 
 
 def lookup(name: str) -> Personality:
