@@ -255,6 +255,9 @@ class MockDriver:
         """What VFIO_DEVICE_RESET does to the device's internal state: back to its state after reset."""
         self.memory[:] = initial_image(self.cfg.identity, self.cfg.state_size)
 
+    def opened(self) -> None:
+        """What the driver's open_device does beyond the state (vfio_mig_cts/backends/mock/resuming.py)."""
+
     def _load(self) -> None:
         resuming.load(self)  # validation, the resume quirks and load_not_applied: mock/resuming.py
 

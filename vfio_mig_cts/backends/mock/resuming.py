@@ -176,3 +176,4 @@ def open_device(drv: MockDriver) -> None:
         drv.precopy_v2 = False
         if not (q.reopen_keeps_state or dangling):
             drv.state = State.RUNNING
+        drv.opened()

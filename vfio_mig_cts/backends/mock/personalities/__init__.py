@@ -9,8 +9,9 @@ from __future__ import annotations
 from vfio_mig_cts.backends.mock.personalities.base import Personality
 from vfio_mig_cts.backends.mock.personalities.hisi_acc import HISI_ACC
 from vfio_mig_cts.backends.mock.personalities.mtty import MTTY
+from vfio_mig_cts.backends.mock.personalities.qat import QAT
 
-PERSONALITIES: dict[str, Personality] = {p.name: p for p in (HISI_ACC, MTTY)}
+PERSONALITIES: dict[str, Personality] = {p.name: p for p in (HISI_ACC, MTTY, QAT)}
 
 
 def lookup(name: str) -> Personality:
