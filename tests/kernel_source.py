@@ -27,6 +27,9 @@ NEEDED = (
     "drivers/vfio/pci/pds/lm.c",
     "drivers/vfio/pci/pds/vfio_dev.c",
     "drivers/vfio/pci/pds/dirty.c",
+    "drivers/vfio/pci/pds/cmds.c",
+    "drivers/vfio/pci/pds/pci_drv.c",
+    "drivers/crypto/intel/qat/qat_common/adf_gen4_vf_mig.c",
     "drivers/vfio/pci/qat/main.c",
     "tools/testing/kunit/kunit_parser.py",
     "tools/testing/kunit/kunit_printer.py",  # kunit_parser imports it

@@ -47,7 +47,7 @@ class MockDeviceBase:
         self.q: Quirks = cfg.quirks
         self.drv = (cfg.driver_class or MockDriver)(cfg)
         self._name = name or f"mock{next(_ids)}"
-        self.dma = DmaLog(cfg.quirks)  # DMA logging (vfio_mig_cts/backends/mock/dma.py)
+        self.dma: DmaLog = self.drv.dma  # DMA logging (vfio_mig_cts/backends/mock/dma.py)
         self._second = False  # a second open of the device (open_again)
         self._handlers: dict[int, tuple[int, int, Callable[[int, bytes], FeatureReply]]] = {
             Feature.MIGRATION: (GET, 8, self._migration),
@@ -185,7 +185,7 @@ class ErrorHook(MockDeviceBase):
     """``ErrorInjection``: the device fails (a real driver goes to ERROR only when its device does)."""
 
     def inject_error(self) -> None:
-        self.drv.state = State.ERROR
+        self.drv.fail()
 
 
 class ArcTraceHook(MockDeviceBase):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from vfio_mig_cts.backends.mock import paths, resuming
+from vfio_mig_cts.backends.mock.dma import DmaLog
 from vfio_mig_cts.backends.mock.quirks import Quirks
 from vfio_mig_cts.backends.mock.streams import CHUNK, ResumeStream, SaveStream
 from vfio_mig_cts.backends.protocol import DataStream, KernelProfile
@@ -96,6 +97,7 @@ class MockDriver:
         self.arcs: list[tuple[State, State]] = []
         self.kernel_log: list[str] = []
         self.precopy_v2 = False
+        self.dma = DmaLog(cfg.quirks)  # the log ops' state (vfio_mig_cts/backends/mock/dma.py)
         self.lock = threading.RLock()
         self._drift_armed = False
         self._drift_armed = self._drift_armed or self.q.drift_armed_at_open  # (fault) armed before any STOP
@@ -257,6 +259,10 @@ class MockDriver:
 
     def opened(self) -> None:
         """What the driver's open_device does beyond the state (vfio_mig_cts/backends/mock/resuming.py)."""
+
+    def fail(self) -> None:
+        """The device failed (``ErrorInjection``): the driver is in ERROR."""
+        self.state = S.ERROR
 
     def _load(self) -> None:
         resuming.load(self)  # validation, the resume quirks and load_not_applied: mock/resuming.py
