@@ -1,9 +1,9 @@
 """Mock personalities: each one run with --strict and its expectation file yields exactly that file.
 
-A run with ``expectations/<name>.toml`` exits 0 (no finding the file does not list, no listed test that
-passes), every entry's tests are expected failures of the run, and the file is what the regeneration
-tool renders from those expected failures (so a changed rule id, force or finding shows as a diff:
-regenerate with ``python -m vfio_mig_cts.backends.mock.personalities.regen``).
+The file is what the regeneration tool renders from a plain ``--strict`` run (so a changed rule id, force
+or finding shows as a diff: regenerate with ``python -m vfio_mig_cts.backends.mock.personalities.regen``),
+and a run with ``expectations/<name>.toml`` exits 0 (no finding the file does not list, no listed test
+that passes).
 """
 
 from __future__ import annotations
