@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from vfio_mig_cts.backends.mock.personalities.base import Personality
 from vfio_mig_cts.backends.mock.personalities.hisi_acc import HISI_ACC
+from vfio_mig_cts.backends.mock.personalities.mlx5 import MLX5
 from vfio_mig_cts.backends.mock.personalities.mtty import MTTY
 from vfio_mig_cts.backends.mock.personalities.pds import PDS
 from vfio_mig_cts.backends.mock.personalities.qat import QAT
 
-PERSONALITIES: dict[str, Personality] = {p.name: p for p in (HISI_ACC, MTTY, PDS, QAT)}
+PERSONALITIES: dict[str, Personality] = {p.name: p for p in (HISI_ACC, MLX5, MTTY, PDS, QAT)}
 
 
 def lookup(name: str) -> Personality:
