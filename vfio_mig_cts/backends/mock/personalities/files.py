@@ -39,6 +39,33 @@ def default_poll(closed: bool, events: int) -> int:
     return POLLNVAL if closed else events & DEFAULT_POLLMASK
 
 
+def precopy_arg(closed: bool, arg: bytes, state: State, states: frozenset[State]) -> tuple[int, int, int, int]:
+    """The checks every 6.12 driver's VFIO_MIG_GET_PRECOPY_INFO makes first: copy_from_user of the whole
+    struct (EFAULT), argsz (EINVAL), the device state (EINVAL outside ``states``); the struct as the
+    caller wrote it."""
+    if closed:
+        raise err(errno.EBADF)
+    if len(arg) < PRECOPY_INFO.size:
+        raise err(errno.EFAULT)
+    argsz, flags, initial, dirty = PRECOPY_INFO.unpack_from(arg)
+    if argsz < uapi.PRECOPY_INFO_SIZE or state not in states:
+        raise err(errno.EINVAL)
+    return argsz, flags, initial, dirty
+
+
+class WriteOnlyFile(_MockStream):
+    """A resuming file: opened O_WRONLY (read() is EBADF), no ioctl (ENOTTY), no poll method."""
+
+    def read(self, size: int) -> bytes:
+        raise err(errno.EBADF)
+
+    def precopy_info(self, arg: bytes) -> bytes:
+        raise err(errno.EBADF if self.closed else errno.ENOTTY)
+
+    def poll(self, events: int, timeout_ms: int) -> int:
+        return default_poll(self.closed, events)
+
+
 @dataclass(frozen=True)
 class PrecopyIoctl:
     """A driver's VFIO_MIG_GET_PRECOPY_INFO over a buffer file: it answers in ``states`` (EINVAL
@@ -87,17 +114,9 @@ class BufferSaveFile(_MockStream):
         raise err(errno.EBADF)  # opened O_RDONLY
 
     def precopy_info(self, arg: bytes) -> bytes:
-        if self.closed:
-            raise err(errno.EBADF)
         if self._ioctl is None:
-            raise err(errno.ENOTTY)  # no unlocked_ioctl: the VFS answers ENOTTY
-        if len(arg) < PRECOPY_INFO.size:
-            raise err(errno.EFAULT)
-        argsz, flags, _initial, _dirty = PRECOPY_INFO.unpack_from(arg)
-        if argsz < uapi.PRECOPY_INFO_SIZE:
-            raise err(errno.EINVAL)
-        if self._ioctl.device_state() not in self._ioctl.states:
-            raise err(errno.EINVAL)
+            raise err(errno.EBADF if self.closed else errno.ENOTTY)  # no unlocked_ioctl: the VFS says ENOTTY
+        argsz, flags, _initial, _dirty = precopy_arg(self.closed, arg, self._ioctl.device_state(), self._ioctl.states)
         if self.dead:
             raise err(errno.ENODEV)
         end = self._initial_end(self)
@@ -116,7 +135,7 @@ class Overflow(enum.Enum):
     PARTIAL = "partial"  # pds: what fits is taken (a short count); nothing fits: EINVAL
 
 
-class BufferResumeFile(_MockStream):
+class BufferResumeFile(WriteOnlyFile):
     """A resuming file: writes go into ``buf`` at ``pos``; ``check(file, taken)`` runs after the bytes are
     counted and returns an errno for the write (0: fine), as the drivers check after copying."""
 
@@ -129,9 +148,6 @@ class BufferResumeFile(_MockStream):
         self.pos = 0
         self.filled = 0
         self._check = check
-
-    def read(self, size: int) -> bytes:
-        raise err(errno.EBADF)  # opened O_WRONLY
 
     def write(self, data: bytes) -> int:
         if self.closed:
@@ -152,9 +168,3 @@ class BufferResumeFile(_MockStream):
             if code:
                 raise err(code)
             return n
-
-    def precopy_info(self, arg: bytes) -> bytes:
-        raise err(errno.EBADF if self.closed else errno.ENOTTY)
-
-    def poll(self, events: int, timeout_ms: int) -> int:
-        return default_poll(self.closed, events)

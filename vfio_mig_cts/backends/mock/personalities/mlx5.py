@@ -50,10 +50,16 @@ from collections.abc import Callable
 
 from vfio_mig_cts.backends.mock.driver import MockDriver, ResumingFile, SavingFile
 from vfio_mig_cts.backends.mock.personalities.base import Capability, Deviation, Personality
-from vfio_mig_cts.backends.mock.personalities.files import POLLNVAL, POLLRDNORM, PRECOPY_INFO, default_poll, err
+from vfio_mig_cts.backends.mock.personalities.files import (
+    POLLNVAL,
+    POLLRDNORM,
+    PRECOPY_INFO,
+    WriteOnlyFile,
+    err,
+    precopy_arg,
+)
 from vfio_mig_cts.backends.mock.streams import CHUNK, END_RECORD, _MockStream, data_record, header, parse
 from vfio_mig_cts.backends.protocol import POLLERR, POLLHUP, POLLIN, DataStream
-from vfio_mig_cts.uapi import vfio as uapi
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
 SRC = "drivers/vfio/pci/mlx5/main.c"
@@ -64,6 +70,7 @@ FLAG_MANDATORY, FLAG_OPTIONAL = 0, 1
 MAX_LOAD_SIZE = (1 << 32) - 1  # BIT_ULL(__mlx5_bit_sz(load_vhca_state_in, size)) - 1
 PAGE = 4096
 POLLRDHUP = 0x2000
+PRECOPY_STATES = frozenset({State.PRE_COPY, State.PRE_COPY_P2P})  # main.c:508-512
 
 
 class MigfState(enum.Enum):
@@ -168,15 +175,7 @@ class Mlx5SaveFile(_MockStream):
 
     def precopy_info(self, arg: bytes) -> bytes:
         """mlx5vf_precopy_ioctl() (483-581)."""
-        if self.closed:
-            raise err(errno.EBADF)
-        if len(arg) < PRECOPY_INFO.size:
-            raise err(errno.EFAULT)
-        argsz, flags, initial, dirty = PRECOPY_INFO.unpack_from(arg)
-        if argsz < uapi.PRECOPY_INFO_SIZE:
-            raise err(errno.EINVAL)
-        if self.drv.state not in (State.PRE_COPY, State.PRE_COPY_P2P):
-            raise err(errno.EINVAL)
+        argsz, flags, initial, dirty = precopy_arg(self.closed, arg, self.drv.state, PRECOPY_STATES)
         inc_length = 0
         if self.drv.state == State.PRE_COPY:
             self.wait()  # mlx5vf_cmd_query_vhca_migration_state(MLX5VF_QUERY_INC)
@@ -219,7 +218,7 @@ class Mlx5SaveFile(_MockStream):
         return 0
 
 
-class Mlx5ResumeFile(_MockStream):
+class Mlx5ResumeFile(WriteOnlyFile):
     """mlx5vf_resume_write() (883-996): records parsed as written, each image loaded by the firmware."""
 
     def __init__(self, drv: Mlx5Driver) -> None:
@@ -268,14 +267,6 @@ class Mlx5ResumeFile(_MockStream):
             if self.tag == TAG_FW_DATA:
                 self.drv.load_image(body)  # MLX5_VF_LOAD_STATE_LOAD_IMAGE: mlx5vf_cmd_load_vhca_state()
 
-    def read(self, size: int) -> bytes:
-        raise err(errno.EBADF)  # opened O_WRONLY
-
-    def precopy_info(self, arg: bytes) -> bytes:
-        raise err(errno.EBADF if self.closed else errno.ENOTTY)
-
-    def poll(self, events: int, timeout_ms: int) -> int:
-        return default_poll(self.closed, events)
 
 
 class Mlx5Driver(MockDriver):
