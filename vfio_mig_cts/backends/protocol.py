@@ -40,6 +40,18 @@ class Unavailable(Exception):
     """The backend cannot provide what a test asked for; ``str()`` is the skip reason."""
 
 
+class DeviceUnusable(RuntimeError):
+    """A device went bad earlier in the run (a finding named it) and is not used again; ``str()`` says why."""
+
+
+class Hazard(enum.Enum):
+    """Kinds of request known to hang or crash some kernels (a ``hazard`` mark's ``kind``)."""
+
+    BLOCKED_ARC = "blocked-arc"  # STOP_COPY -> PRE_COPY{,_P2P}: spins in the core without the loop fix
+    SET_FROM_ERROR = "set-from-error"  # the core WARN_ONs (fatal under panic_on_warn)
+    DRIVER = "driver"  # a driver's known crash (mtty's oops after a close in RESUMING): hazardous everywhere
+
+
 @dataclass(frozen=True)
 class KernelProfile:
     """Core behaviour that differs between kernels (drivers/vfio/vfio_main.c history)."""
@@ -57,6 +69,14 @@ class KernelProfile:
     warn_on_set_from_error: bool = True
     # Kernel release this profile was detected from, when it was.
     release: str = ""
+
+    def hazardous(self, kind: Hazard) -> bool:
+        """Whether a request of this kind may hang or crash this kernel."""
+        if kind is Hazard.BLOCKED_ARC:
+            return not self.blocked_arc_fix
+        if kind is Hazard.SET_FROM_ERROR:
+            return self.warn_on_set_from_error
+        return True
 
     def describe(self) -> str:
         return (f"{self.name} (unknown feature -> {errno.errorcode[self.unknown_feature_errno]}, "
@@ -171,7 +191,10 @@ class MigrationDevice(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A source of devices. ``--backend`` names one; the suite asks it for devices by role."""
+    """A source of devices. ``--backend`` names one; the suite asks it for devices by role.
+
+    ``real``: whether its devices are real (hazardous requests are then not run unless asked for); a
+    backend without the attribute is taken as real."""
 
     name: str
 
@@ -342,8 +365,10 @@ __all__ = [
     "KERNEL_PROFILES",
     "Backend",
     "DataStream",
+    "DeviceUnusable",
     "FdStream",
     "FeatureReply",
+    "Hazard",
     "KernelProfile",
     "MigrationDevice",
     "PrecopyInfo",
