@@ -76,6 +76,18 @@ def test_capabilities(name: str) -> None:
     assert not hasattr(dev, "take_arcs") and not hasattr(dev, "widen_race_window")
 
 
+@pytest.mark.parametrize("name", sorted(PERSONALITIES))
+def test_documented(name: str) -> None:
+    """docs/driver-models.md has a section per personality naming each deviation's rule and source line."""
+    doc = (ROOT / "docs" / "driver-models.md").read_text()
+    sections = {part.split(" ", 1)[0]: part for part in doc.split("\n## ")[1:]}
+    assert name in sections, f"docs/driver-models.md has no section '## {name} (...)'"
+    for d in PERSONALITIES[name].deviations:
+        path, _, line = d.source.rpartition(":")
+        assert d.rule in sections[name], f"{name}: {d.rule} is not in its section of docs/driver-models.md"
+        assert f"{Path(path).name}:{line}" in sections[name], f"{name}: {d.source} is not in its section"
+
+
 def test_unknown_personality_is_a_usage_error(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", "--reports",
                            str(tmp_path), "--personality", "nosuchdriver"],
