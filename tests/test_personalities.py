@@ -88,13 +88,17 @@ def test_documented(name: str) -> None:
         assert f"{Path(path).name}:{line}" in sections[name], f"{name}: {d.source} is not in its section"
 
 
-def test_unknown_personality_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("args", "says"), [
+    (["--personality", "nosuchdriver"], "unknown personality 'nosuchdriver'"),
+    (["--personality", "mtty", "--fault", "state-drifts"], "--fault and --personality"),
+    (["--personality", "mtty", "--backend", "vfio"], "--personality shapes the mock"),
+])
+def test_bad_personality_options_are_usage_errors(args: list[str], says: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "suites", "-q", "-p", "no:cacheprovider", "--reports",
-                           str(tmp_path), "--personality", "nosuchdriver"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+                           str(tmp_path), *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "unknown personality 'nosuchdriver'" in lines[0], proc.stderr
+    assert len(lines) == 1 and says in lines[0], proc.stderr
 
 
 def test_lookup_and_links() -> None:

@@ -256,7 +256,7 @@ class MockBackend:
         return MockConfig(flags=flags, state_size=size, identity=identity, profile=self.profile,
                           quirks=self.quirks)
 
-    def open(self, role: Role, flags: int) -> MockDevice:
+    def open(self, role: Role, flags: int) -> MockDeviceBase:
         return MockDevice(self.config(role, flags), name=f"mock-{role.value}")
 
     def close(self) -> None:

@@ -120,7 +120,7 @@ class PersonalityBackend(MockBackend):
     def config(self, role: Role, flags: int) -> MockConfig:
         return self.personality.config(role, MockConfig(profile=self.profile))
 
-    def open(self, role: Role, flags: int) -> MockDeviceBase:  # type: ignore[override]
+    def open(self, role: Role, flags: int) -> MockDeviceBase:
         p = self.personality
         if flags != p.flags:
             raise Unavailable(f"{p.name} devices have the migration flags {flags_name(p.flags)} only")
