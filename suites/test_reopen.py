@@ -26,8 +26,8 @@ from typing import TypeVar
 import pytest
 
 from fixtures.plugin import backend_of, feature_set_id, is_real
-from vfio_mig_cts.backends.protocol import Hazard, MigrationDevice, Reopen, get_state, set_state
-from vfio_mig_cts.judging.containment import Losable, run_contained
+from vfio_mig_cts.backends.protocol import Hazard, Losable, MigrationDevice, Reopen, get_state, set_state
+from vfio_mig_cts.judging.containment import run_contained
 from vfio_mig_cts.judging.driving import Session
 from vfio_mig_cts.judging.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
 from vfio_mig_cts.judging.verdict import Verdict, errno_name

@@ -259,6 +259,37 @@ class Reopen(Protocol):
     def reopen(self) -> None: ...
 
 
+@runtime_checkable
+class DmaWriter(Protocol):
+    """Makes the device write guest memory by DMA (the mock's hook; a real device needs a profile)."""
+
+    def dma_write(self, iova: int, length: int) -> None: ...
+
+
+@runtime_checkable
+class Losable(Protocol):
+    """A device the backend can write off for the rest of the run (the vfio backend's quarantine)."""
+
+    def mark_lost(self, reason: str) -> None: ...
+
+    def lost_reason(self) -> str | None: ...
+
+
+@runtime_checkable
+class RaceWindow(Protocol):
+    """The driver sleeps this long inside each arc and each read, holding its locks (the mock)."""
+
+    def widen_race_window(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class OpenAgain(Protocol):
+    """Opens the device a second time while this handle stays open (the group path allows it; the cdev
+    path refuses with EINVAL). The new handle's ``close()`` closes only that open."""
+
+    def open_again(self) -> MigrationDevice: ...
+
+
 # --- operations every backend gets for free, built on feature() -----------------------------------
 
 def _u32(v: int) -> bytes:
@@ -345,7 +376,7 @@ class FdStream:
     def precopy_info(self, arg: bytes) -> bytes:
         import fcntl
         buf = ctypes.create_string_buffer(bytes(arg), max(len(arg), uapi.PRECOPY_INFO_SIZE))
-        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)  # type: ignore[call-overload]
+        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)
         return bytes(buf.raw[: len(arg)])
 
     def poll(self, events: int, timeout_ms: int) -> int:
@@ -366,12 +397,16 @@ __all__ = [
     "Backend",
     "DataStream",
     "DeviceUnusable",
+    "DmaWriter",
     "FdStream",
     "FeatureReply",
     "Hazard",
     "KernelProfile",
+    "Losable",
     "MigrationDevice",
+    "OpenAgain",
     "PrecopyInfo",
+    "RaceWindow",
     "Role",
     "State",
     "Unavailable",

@@ -170,6 +170,8 @@ def family_lines(device: str, table: dict[str, Counter[str]]) -> list[str]:
     head = f"{'family':<20}" + "".join(f"{c:>9}" for c in FAMILY_COLUMNS)
     lines = [head]
     for fam, c in table.items():
+        if not sum(c.values()):
+            continue  # no test of this run checked the family
         mark = "  <-" if c["failed"] or c["error"] or c["xpassed"] else ("  (w)" if c["warning"] else "")
         lines.append(f"{fam:<20}" + "".join(f"{c[k]:>9}" for k in FAMILY_COLUMNS) + mark)
     return lines
@@ -314,26 +316,33 @@ def write_svgs(records: list[TestRecord], folder: Path) -> list[Path]:
 
 
 def terminal_lines(records: list[TestRecord], width: int, max_problems: int = 12) -> list[str]:
-    """The grids side by side with their problems (wrapped to ``width``), then the families tables."""
+    """The grids side by side with their problems (wrapped to ``width``); empty without arcs."""
     out: list[str] = []
     gs = grids(records)
-    if gs:
-        out.append("  ".join(f"{SYMBOL[k]} {LABEL[k].split(' (')[0]}" for k in OUTCOMES))
-        out.append("rows: the state before SET; columns: the state requested (RUN RP2P PRE PP2P STOP SCPY RES ERR = "
-                   "RUNNING RUNNING_P2P PRE_COPY PRE_COPY_P2P STOP STOP_COPY RESUMING ERROR; 8 and 0xff = the "
-                   "out-of-range values 8 and 0xffffffff)")
-        for device in dict.fromkeys(g.device for g in gs):
-            mine = [g for g in gs if g.device == device]
-            out += ["", f"device {device}" + (f" (driver {mine[0].driver})" if mine[0].driver else "")]
-            out += side_by_side([grid_lines(g) for g in mine], width)
-            problems = [r for g in mine for r in g.problems()]
-            for r in problems[:max_problems]:
-                out += textwrap.wrap(f"{SYMBOL[r.outcome.value]} {r.name}: {reason(r)}", width=max(width, 40),
-                                     initial_indent="  ", subsequent_indent="      ")
-            if len(problems) > max_problems:
-                out.append(f"  ... and {len(problems) - max_problems} more (results.json)")
+    if not gs:
+        return out
+    out.append("  ".join(f"{SYMBOL[k]} {LABEL[k].split(' (')[0]}" for k in OUTCOMES))
+    out.append("rows: the state before SET; columns: the state requested (RUN RP2P PRE PP2P STOP SCPY RES ERR = "
+               "RUNNING RUNNING_P2P PRE_COPY PRE_COPY_P2P STOP STOP_COPY RESUMING ERROR; 8 and 0xff = the "
+               "out-of-range values 8 and 0xffffffff)")
+    for device in dict.fromkeys(g.device for g in gs):
+        mine = [g for g in gs if g.device == device]
+        out += ["", f"device {device}" + (f" (driver {mine[0].driver})" if mine[0].driver else "")]
+        out += side_by_side([grid_lines(g) for g in mine], width)
+        problems = [r for g in mine for r in g.problems()]
+        for r in problems[:max_problems]:
+            out += textwrap.wrap(f"{SYMBOL[r.outcome.value]} {r.name}: {reason(r)}", width=max(width, 40),
+                                 initial_indent="  ", subsequent_indent="      ")
+        if len(problems) > max_problems:
+            out.append(f"  ... and {len(problems) - max_problems} more (results.json)")
+    return out
+
+
+def family_terminal_lines(records: list[TestRecord]) -> list[str]:
+    """The families table of each device."""
+    out: list[str] = []
     drivers = {r.device: r.driver for r in records}
     for device, table in families(records).items():
-        out += ["", f"rule families, device {device}" + (f" (driver {drivers[device]})" if drivers.get(device) else "")]
-        out += family_lines(device, table)
+        out += [f"device {device}" + (f" (driver {drivers[device]})" if drivers.get(device) else "")]
+        out += [*family_lines(device, table), ""]
     return out

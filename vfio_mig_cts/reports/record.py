@@ -203,8 +203,8 @@ def test_from_json(d: Mapping[str, Any]) -> TestRecord:
         rules=tuple(d.get("rules", ())), judged=tuple(d.get("judged", ())),
         findings=tuple(Finding(**f) for f in d.get("findings", ())),
         expectation=tuple(ExpectationMatch(**e) for e in d.get("expectation", ())),
-        kernel_messages=tuple(d.get("kernel_messages", ())), properties=_tuple(d.get("properties")), start=float(d.get("start", 0.0)),
-        duration=float(d.get("duration", 0.0)),
+        kernel_messages=tuple(d.get("kernel_messages", ())), properties=_tuple(d.get("properties")),
+        start=float(d.get("start", 0.0)), duration=float(d.get("duration", 0.0)),
         worker=str(d.get("worker", "")), description=str(d.get("description", "")))
 
 

@@ -5,12 +5,15 @@ Rules:
 - Results by rule: for each rule a test judged (or broke), how many tests held it, broke it
   (failed, warning, known failure), passed unexpectedly, skipped it or errored; a rule a test
   declared but never reached is not counted as held.
+- Findings: every failed, erroring, unexpectedly passing or warning test outside the matrix, with its
+  findings (rule, force, expected, observed) wrapped, never cut.
 - A quiet run (``-q``) where every test passed or skipped prints one summary line; otherwise the matrix and the
   rule table follow, every problem with its rule, expected and observed.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter, defaultdict
 
 from vfio_mig_cts.reports import matrix
@@ -62,12 +65,36 @@ def quiet_ok(results: RunResults) -> bool:
         t.outcome in (Outcome.PASSED, Outcome.SKIPPED, Outcome.HAZARD) for t in results.tests)
 
 
+SYMBOL = {Outcome.FAILED: "FAIL", Outcome.XPASSED: "XPASS", Outcome.ERROR: "ERROR", Outcome.WARNING: "WARN"}
+
+
+def problem_lines(tests: list[TestRecord], width: int, limit: int = 40) -> list[str]:
+    """Every failed, erroring, unexpectedly passing or warning test that is not an arc of the matrix, with its
+    findings (rule, force, expected, observed) wrapped to ``width``."""
+    problems = [t for t in tests if t.outcome in SYMBOL and t.case is None]
+    out: list[str] = []
+    for t in problems[:limit]:
+        out.append(f"{SYMBOL[t.outcome]} {t.nodeid}")
+        details = [f.summary() for f in t.findings if t.outcome is not Outcome.XPASSED] or [t.headline]
+        for d in details:
+            out += textwrap.wrap(d, width=max(width, 40), initial_indent="    ", subsequent_indent="        ")
+    if len(problems) > limit:
+        out.append(f"... and {len(problems) - limit} more (results.json)")
+    return out
+
+
 def sections(results: RunResults, width: int) -> list[tuple[str, list[str]]]:
     """(title, lines) for the terminal summary."""
     out: list[tuple[str, list[str]]] = []
+    problems = problem_lines(results.tests, width)
+    if problems:
+        out.append(("vfio-mig-cts: findings", problems))
     lines = matrix.terminal_lines(results.tests, width)
     if lines:
         out.append(("vfio-mig-cts: conformance matrix (from-state x requested state)", lines))
+    families = matrix.family_terminal_lines(results.tests)
+    if families:
+        out.append(("vfio-mig-cts: rule families", families))
     rules = rule_lines(results.tests)
     if len(rules) > 1:
         warned = sum(1 for t in results.tests if t.outcome is Outcome.WARNING)
