@@ -34,7 +34,14 @@ from vfio_mig_cts.backends.mock.backend import (
 )
 from vfio_mig_cts.backends.mock.driver import MockConfig, MockDriver
 from vfio_mig_cts.backends.mock.quirks import Quirks
-from vfio_mig_cts.backends.protocol import DEFAULT_PROFILE, Role, Unavailable, flags_name
+from vfio_mig_cts.backends.protocol import (
+    DEFAULT_PROFILE,
+    KERNEL_PROFILES,
+    KernelProfile,
+    Role,
+    Unavailable,
+    flags_name,
+)
 
 SOURCE_URL = "https://elixir.bootlin.com/linux/v6.12/source/{path}#L{line}"
 INCOMPATIBLE_IDENTITY = 0xBAD
@@ -88,13 +95,12 @@ class Personality:
     quirks: Quirks = field(default_factory=Quirks)
     deviations: tuple[Deviation, ...] = ()
 
-    def config(self, role: Role, profile: MockConfig | None = None) -> MockConfig:
-        """The device of ``role``: an incompatible device differs in identity and state size."""
-        base = profile or MockConfig()
+    def config(self, role: Role, kernel: KernelProfile = KERNEL_PROFILES[DEFAULT_PROFILE]) -> MockConfig:
+        """The device of ``role`` on ``kernel``: an incompatible device differs in identity and state size."""
         incompatible = role is Role.INCOMPATIBLE
-        return MockConfig(flags=self.flags, profile=base.profile, quirks=self.quirks,
+        return MockConfig(flags=self.flags, profile=kernel, quirks=self.quirks,
                           state_size=self.incompatible_state_size if incompatible else self.state_size,
-                          identity=INCOMPATIBLE_IDENTITY if incompatible else base.identity,
+                          identity=INCOMPATIBLE_IDENTITY if incompatible else MockConfig.identity,
                           dma_logging=self.dma_logging, driver_class=self.driver_class, driver_name=self.driver)
 
     def device_class(self) -> type[MockDeviceBase]:
@@ -118,7 +124,7 @@ class PersonalityBackend(MockBackend):
         return [self.personality.flags]
 
     def config(self, role: Role, flags: int) -> MockConfig:
-        return self.personality.config(role, MockConfig(profile=self.profile))
+        return self.personality.config(role, self.profile)
 
     def open(self, role: Role, flags: int) -> MockDeviceBase:
         p = self.personality
