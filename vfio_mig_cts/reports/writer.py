@@ -12,7 +12,8 @@ Rules:
   ``allure-results/``, ``matrix-<device>-<feature set>.svg`` and ``matrix-<device>-families.svg``.
   Nothing else in the folder is touched (a lab's own files, other tools' outputs).
 - One run at a time per reports folder: ``ReportsLock`` holds ``<reports>/.lock`` (``flock``) for the
-  whole run; a second run is refused with the holder's pid and command.
+  whole run; a second run is refused with the holder's pid and command. On a filesystem that has no
+  locks (a guest's 9p share) the run goes on without one.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class ReportsLock:
             os.close(fd)
             raise ReportsBusy(f"{self.folder} is in use by {holder}: wait for it, or give this run "
                               "--reports DIR of its own") from None
+        except OSError:  # a filesystem without locks (a guest's 9p share): the run goes on unguarded
+            os.close(fd)
+            return
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} ({command})".encode())
         self._fd = fd
