@@ -11,12 +11,15 @@ import errno
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vfio_mig_cts.backends.mock import paths, resuming
+from vfio_mig_cts.backends.mock.dma import DmaLog
 from vfio_mig_cts.backends.mock.quirks import Quirks
 from vfio_mig_cts.backends.mock.streams import CHUNK, ResumeStream, SaveStream
-from vfio_mig_cts.backends.protocol import KernelProfile
+from vfio_mig_cts.backends.protocol import DataStream, KernelProfile
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
 S = State
@@ -42,9 +45,31 @@ def initial_image(identity: int, size: int) -> bytearray:
     return out[:size]
 
 
+class SavingFile(DataStream, Protocol):
+    """What the driver needs of its saving file (``SaveStream``, or a personality's own)."""
+
+    dead: bool
+    race_delay: float
+
+    def mark_dirty(self, offset: int, length: int) -> None: ...
+
+    def enter_stop_copy(self) -> None: ...
+
+
+class ResumingFile(DataStream, Protocol):
+    """What the driver needs of its resuming file (``ResumeStream``, or a personality's own)."""
+
+    dead: bool
+    race_delay: float
+
+
 @dataclass
 class MockConfig:
-    """One mock device: its feature set, size, identity (decides compatibility), kernel and bugs."""
+    """One mock device: its feature set, size, identity (decides compatibility), kernel and bugs.
+
+    ``driver_class`` makes a personality's driver (vfio_mig_cts/backends/mock/personalities/) instead of the
+    reference ``MockDriver``; ``driver_name`` is the name a real device of that driver reports.
+    """
 
     flags: int = int(MigFlag.STOP_COPY | MigFlag.P2P | MigFlag.PRE_COPY)
     state_size: int = 256
@@ -54,6 +79,8 @@ class MockConfig:
     dma_logging: bool = True
     hang_seconds: float = 3600.0  # how long a simulated kernel hang lasts (a forked child is killed first)
     race_delay: float = 0.0  # seconds the driver sleeps inside each arc and each read, holding its locks
+    driver_class: Callable[[MockConfig], MockDriver] | None = None
+    driver_name: str = "mock"
 
 
 class MockDriver:
@@ -65,11 +92,12 @@ class MockDriver:
         self.flags = cfg.flags
         self.memory = initial_image(cfg.identity, cfg.state_size)
         self.state = S.RUNNING
-        self.save: SaveStream | None = None
-        self.resume: ResumeStream | None = None
+        self.save: SavingFile | None = None
+        self.resume: ResumingFile | None = None
         self.arcs: list[tuple[State, State]] = []
         self.kernel_log: list[str] = []
         self.precopy_v2 = False
+        self.dma = DmaLog(cfg.quirks)  # the log ops' state (vfio_mig_cts/backends/mock/dma.py)
         self.lock = threading.RLock()
         self._drift_armed = False
         self._drift_armed = self._drift_armed or self.q.drift_armed_at_open  # (fault) armed before any STOP
@@ -112,7 +140,7 @@ class MockDriver:
         raise _err(errno.EINTR)
 
     # --- the driver's set_state loop ----------------------------------------------------------------
-    def set_state(self, new: int) -> SaveStream | ResumeStream | None:
+    def set_state(self, new: int) -> DataStream | None:
         with self.lock:
             start = self.state
             q = self.q
@@ -127,7 +155,7 @@ class MockDriver:
             if new == self.state and q.same_state_new_fd and self.state in paths.SAVING:
                 self._end_sessions()
                 return self._start_save(precopy=self.state != S.STOP_COPY)
-            result: SaveStream | ResumeStream | None = None
+            result: DataStream | None = None
             self._sets_since_reset += 1
             deferred = False
             try:
@@ -182,7 +210,7 @@ class MockDriver:
             arcs = [(S.STOP, S.STOP_COPY), (S.STOP_COPY, S.STOP), *arcs]
         return arcs
 
-    def step(self, cur: State, nxt: State) -> SaveStream | ResumeStream | None:
+    def step(self, cur: State, nxt: State) -> DataStream | None:
         """One FSM arc, as the driver implements it."""
         self.arcs.append((cur, nxt))
         if cur == S.RESUMING and nxt == S.STOP:
@@ -204,17 +232,37 @@ class MockDriver:
             return None
         if cur == S.STOP and nxt == S.RESUMING:
             self._end_sessions()
-            self.resume = ResumeStream(self.cfg.identity, self.cfg.state_size, self.q)
+            self.resume = self._new_resume()
             return self.resume
         return None  # P2P quiesce/unquiesce and run/stop arcs change nothing the mock models
 
-    def _start_save(self, precopy: bool) -> SaveStream:
+    def _start_save(self, precopy: bool) -> SavingFile:
         self._end_sessions()
-        self.save = SaveStream(self.cfg.identity, self.memory, precopy,
-                               in_precopy_state=lambda: self.state in (S.PRE_COPY, S.PRE_COPY_P2P),
-                               v2=lambda: self.precopy_v2, quirks=self.q)
+        self.save = self._new_save(precopy)
         self.save.race_delay = self.cfg.race_delay
         return self.save
+
+    # --- what a personality replaces (vfio_mig_cts/backends/mock/personalities/) ----------------------
+    def _new_save(self, precopy: bool) -> SavingFile:
+        """The saving file a session-starting arc opens (PRE_COPY's when ``precopy``)."""
+        return SaveStream(self.cfg.identity, self.memory, precopy,
+                          in_precopy_state=lambda: self.state in (S.PRE_COPY, S.PRE_COPY_P2P),
+                          v2=lambda: self.precopy_v2, quirks=self.q)
+
+    def _new_resume(self) -> ResumingFile:
+        """The resuming file STOP -> RESUMING opens."""
+        return ResumeStream(self.cfg.identity, self.cfg.state_size, self.q)
+
+    def _reset_device(self) -> None:
+        """What VFIO_DEVICE_RESET does to the device's internal state: back to its state after reset."""
+        self.memory[:] = initial_image(self.cfg.identity, self.cfg.state_size)
+
+    def opened(self) -> None:
+        """What the driver's open_device does beyond the state (vfio_mig_cts/backends/mock/resuming.py)."""
+
+    def fail(self) -> None:
+        """The device failed (``ErrorInjection``): the driver is in ERROR."""
+        self.state = S.ERROR
 
     def _load(self) -> None:
         resuming.load(self)  # validation, the resume quirks and load_not_applied: mock/resuming.py
@@ -253,7 +301,7 @@ class MockDriver:
             if self.q.reset_keeps_state:
                 return
             self.state = S.RUNNING
-            self.memory[:] = initial_image(self.cfg.identity, self.cfg.state_size)
+            self._reset_device()
 
     def _reset_request_pending(self) -> bool:
         with self._reset_mutex:

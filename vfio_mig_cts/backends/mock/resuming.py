@@ -17,11 +17,19 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from vfio_mig_cts.backends.mock.streams import HEADER, REC_DATA, REC_END, RECORD, check_header, parse
+from vfio_mig_cts.backends.mock.streams import (
+    HEADER,
+    REC_DATA,
+    REC_END,
+    RECORD,
+    ResumeStream,
+    check_header,
+    parse,
+)
 from vfio_mig_cts.uapi.vfio import State
 
 if TYPE_CHECKING:
-    from vfio_mig_cts.backends.mock.driver import MockDriver
+    from vfio_mig_cts.backends.mock.driver import MockDriver, ResumingFile
 
 OOPS = (
     "BUG: kernel NULL pointer dereference, address: 0000000000000000",
@@ -94,17 +102,24 @@ def _overlaps(records: list[tuple[int, bytes]]) -> bool:
     return False
 
 
-def load(drv: MockDriver) -> None:
-    """RESUMING -> STOP: validate what write() took, then apply it (raises OSError to refuse)."""
-    q, book = drv.q, drv.resume_book
+def resume_file(drv: MockDriver) -> ResumingFile:
+    """The resuming file the final load reads; none left is a refusal, or mtty's oops when close dropped it."""
+    book = drv.resume_book
     book.loads_since_reset += 1
     if drv.resume is None:
         if book.dangling:
             drv.kernel_log.extend(OOPS)
             raise _err(errno.ETIMEDOUT, "simulated: the task oopsed in mtty_set_state holding the state mutex")
         _refuse(drv, errno.EINVAL)
-    assert drv.resume is not None
-    data = bytes(drv.resume.data)
+    return drv.resume
+
+
+def load(drv: MockDriver) -> None:
+    """RESUMING -> STOP: validate what write() took, then apply it (raises OSError to refuse)."""
+    q, book = drv.q, drv.resume_book
+    resume = resume_file(drv)
+    assert isinstance(resume, ResumeStream)
+    data = bytes(resume.data)
     if q.second_load_fails and book.loads_since_reset > 1:
         _refuse(drv, errno.EINVAL)
     records, bad = parse(data, drv.cfg.identity, drv.cfg.state_size)
@@ -123,6 +138,7 @@ def load(drv: MockDriver) -> None:
 
 
 def _refuse(drv: MockDriver, code: int) -> NoReturn:
+    """Refuse the final load with ``code`` (going to ERROR where the quirk says the driver does)."""
     if drv.q.failed_load_to_error:
         drv.state = State.ERROR
     raise _err(code)
@@ -160,3 +176,4 @@ def open_device(drv: MockDriver) -> None:
         drv.precopy_v2 = False
         if not (q.reopen_keeps_state or dangling):
             drv.state = State.RUNNING
+        drv.opened()
