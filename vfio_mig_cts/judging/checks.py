@@ -22,47 +22,74 @@ from vfio_mig_cts.uapi.vfio import State, state_name
 # --- SET / GET (suites/test_arcs.py) ---------------------------------------------------------------
 
 def refusal_rule(flags: int, frm: int, to: int) -> str:
-    """Which rule a refused request falls under: the first that applies (the arc suite, the stateful machine)."""
-    if to >= len(State):
-        return "ARC.OUT_OF_RANGE"
-    if frm == State.ERROR and to != State.ERROR:
-        return "ARC.ERROR_EXIT"
+    """Which rule a refused request falls under: the first that applies (the arc suite, the stateful machine).
+
+    ERROR as the target is ARC.ERROR_TARGET from every state, ERROR included ("ERROR cannot be specified as
+    a device state", vfio.h:1171); any other request from ERROR is ARC.ERROR_EXIT (only a reset leaves it).
+    """
     if to == State.ERROR:
         return "ARC.ERROR_TARGET"
+    if frm == State.ERROR:
+        return "ARC.ERROR_EXIT"
+    if to >= len(State):
+        return "ARC.OUT_OF_RANGE"
     if not model.supports(flags, to):
         return "ARC.UNSUPPORTED"
     return "ARC.BLOCKED"
+
+
+def refused(flags: int, frm: int, to: int) -> bool:
+    """Whether a correct driver refuses SET ``to`` from ``frm``: no path, or ERROR as the target."""
+    return to == State.ERROR or not model.plan(flags, State(frm), to).ok
 
 
 def judge_set(verdict: Verdict, flags: int, frm: State, to: int, err: int, got_fd: bool, after: int,
               context: str = "", trace: list[tuple[State, State]] | None = None) -> model.Plan:
     """A SET from ``frm`` to ``to`` against the model: same state, a legal path, or a refusal (test_arc).
 
-    ``trace`` is what an ``ArcTrace`` backend says the driver executed; None where it cannot tell.
+    ``trace`` is what an ``ArcTrace`` backend says the driver executed; None where it cannot tell. Once a
+    rule for this request is broken (and the verdict goes on: a warning, or a finding an expectation file
+    tolerates), the rules that follow from the same observation are not judged: one deviation, one finding.
     """
     p = model.plan(flags, frm, to)
-    request = (f"request: SET {frm.name} -> {state_name(to)}\nmodel path: {p.describe()}"
-               + (f"\n{context}" if context else ""))
+    path = "refused (ERROR cannot be specified as a device state)" if to == State.ERROR else p.describe()
+    request = f"request: SET {frm.name} -> {state_name(to)}\nmodel path: {path}" + (f"\n{context}" if context else "")
     observed = f"{errno_name(err)}, data_fd {'returned' if got_fd else 'none'}, GET reports {state_name(after)}"
-    if frm == to:
+    if refused(flags, frm, to):
+        judge_refusal(verdict, flags, frm, to, err, got_fd, after, request)
+    elif frm == to:
         verdict.check("ARC.SAME_STATE", err == 0 and not got_fd and after == frm,
                       expected=f"success, no data_fd, GET reports {frm.name}", observed=observed, context=request)
-    elif p.ok:
-        verdict.check("ARC.TRANSITION", err == 0 and after == to,
-                      expected=f"success, GET reports {state_name(to)}", observed=observed, context=request)
+    else:
+        if not verdict.check("ARC.TRANSITION", err == 0 and after == to,
+                             expected=f"success, GET reports {state_name(to)}", observed=observed, context=request):
+            return p
         verdict.check("ARC.DATA_FD", got_fd == p.new_fd,
                       expected="a new data_fd" if p.new_fd else "no data_fd (data_fd -1)",
                       observed=observed, context=request)
         if trace is not None:
             check_path(verdict, p, trace, request)
-    else:
-        verdict.check(refusal_rule(flags, frm, to), err == errno.EINVAL, expected="EINVAL", observed=observed,
-                      context=request)
-        verdict.check("ARC.FAILED_STATE", after == frm,
-                      expected=f"GET reports {frm.name} (a refused request has no path to walk)",
-                      observed=observed, context=request)
-        verdict.check("ARC.DATA_FD", not got_fd, expected="no data_fd", observed=observed, context=request)
     return p
+
+
+def judge_refusal(verdict: Verdict, flags: int, frm: State, to: int, err: int, got_fd: bool, after: int,
+                  request: str) -> None:
+    """A request the header refuses: it fails (the refusal rule, must), with EINVAL outside ERROR
+    (ARC.REFUSAL_ERRNO, a convention: the header says "return error"), leaving GET at the original state
+    or ERROR (ARC.FAILED_STATE) and returning no data_fd (ARC.DATA_FD)."""
+    observed = f"{errno_name(err)}, data_fd {'returned' if got_fd else 'none'}, GET reports {state_name(after)}"
+    if not verdict.check(refusal_rule(flags, frm, to), err != 0, expected="the request fails (an errno)",
+                         observed=observed, context=request):
+        return
+    if frm != State.ERROR:
+        verdict.check("ARC.REFUSAL_ERRNO", err == errno.EINVAL,
+                      expected="EINVAL (the core's vfio_mig_get_next_state())", observed=observed, context=request)
+    allowed = {int(frm), int(State.ERROR)}
+    if not verdict.check("ARC.FAILED_STATE", after in allowed,
+                         expected=f"GET reports {frm.name} (a refused request has no path to walk) or ERROR",
+                         observed=observed, context=request):
+        return
+    verdict.check("ARC.DATA_FD", not got_fd, expected="no data_fd", observed=observed, context=request)
 
 
 def check_path(verdict: Verdict, p: model.Plan, trace: list[tuple[State, State]], context: str) -> None:

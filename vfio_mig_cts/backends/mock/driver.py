@@ -90,19 +90,23 @@ class MockDriver:
                                    f"vfio_mig_get_next_state (cur {cur.name})")
             raise _err(errno.EINVAL)
         if not self.supports(new):
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         target = State(new)
         if (cur, target) in paths.BLOCKED:
             if self.q.accept_blocked_arc:
                 return target
             if self.q.hang_on_blocked_arc or not self.cfg.profile.blocked_arc_fix:
                 self._hang()
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         flags = self.flags if not self.q.unsupported_state_accepted else 7
         path = paths.shortest_path(flags, cur, target)
         if path is None:
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         return path[1]
+
+    def _refusal(self, cur: State) -> OSError:
+        """The error of a refused request: EINVAL, as the core's vfio_mig_get_next_state() returns."""
+        return _err(self.q.refusal_errno if self.q.refusal_errno and cur != S.ERROR else errno.EINVAL)
 
     def _hang(self) -> None:
         """Spin like the pre-fix core does (a forked child running this is killed by its parent)."""
@@ -131,6 +135,8 @@ class MockDriver:
             self._sets_since_reset += 1
             deferred = False
             try:
+                if new == S.ERROR:  # "ERROR cannot be specified as a device state" (vfio.h:1171), from ERROR too
+                    raise self._refusal(start)
                 plan = self._planned_arcs(start, new)
                 if q.combination_short_after and self._sets_since_reset > q.combination_short_after:
                     plan = plan[:-1] if len(plan) > 1 else plan
