@@ -122,6 +122,7 @@ class MockDriver:
             q = self.q
             if q.state_masked_to_3_bits:
                 new &= 0x7
+            resuming.leave_dangling_saving(self)
             if start == S.ERROR and new != S.ERROR and q.leave_error_without_reset and self.supports(new):
                 self.state = State(new)
                 return None

@@ -273,6 +273,9 @@ class ResumeStream(_MockStream):
             raise _err(errno.EINVAL)
         if len(self.data) < HEADER.size <= len(self.data) + len(data):
             bad = check_header(bytes(self.data + data)[:HEADER.size], self._identity, self._size)
+            if bad and self.q.header_hole:  # (fault) mtty_resume_write(): -EFAULT, yet filled_size += len
+                self.data += data
+                raise _err(errno.EFAULT)
             if bad:
                 raise _err(bad.errno)
         if len(self.data) + len(data) > 16 * (self._size + 4096):

@@ -15,7 +15,13 @@ ROP = "suites/test_reopen.py::test_reopen_device"
 
 FAULTS_PART: tuple[Fault, ...] = (
     # --- the final load ---
-    Fault("accepts-truncated-stream", "RESUME.FINAL_LOAD",
+    Fault("refused-header-still-loads", "RESUME.FINAL_LOAD",
+          "mtty 6.12's header hole: write() refuses a bad header (EFAULT) but keeps its bytes, and the final "
+          "load checks only the size, so the damaged stream loads",
+          {"header_hole": True},
+          (f"{INV}[*-saved_stop_copy-header-damaged-to-STOP]", f"{INV}[*-saved_pre_copy-header-damaged-to-STOP]",
+           f"{INV}[*-header-damaged-to-STOP-session2]", f"{INV}[*-header-damaged-to-RUNNING]")),
+    Fault("accepts-truncated-stream", "RESUME.FINAL_CHECK",
           "the final load takes a stream that stops early (after its header) and applies its complete records",
           {"load_accepts_truncated": True},
           (f"{INV}[*-cut-in-middle-to-STOP]", f"{INV}[*-one-byte-short-to-STOP]",
@@ -25,20 +31,21 @@ FAULTS_PART: tuple[Fault, ...] = (
           {"load_accepts_empty": True},
           (f"{INV}[*-empty-to-STOP]", f"{INV}[*-saved_stop_copy-header-damaged-to-STOP]",
            f"{INV}[*-saved_stop_copy-incompatible-to-STOP]")),
-    Fault("load-checks-header-only", "RESUME.FINAL_LOAD",
+    Fault("load-checks-header-only", "RESUME.FINAL_CHECK",
           "the final load checks the stream's header and nothing after it",
           {"load_checks_header_only": True},
           (f"{INV}[*-cut-in-middle-to-STOP]", f"{INV}[*-bytes-appended-to-STOP]",
            f"{INV}[*-second-copy-appended-to-STOP]", f"{INV}[*-second-copy-appended-to-RUNNING]")),
-    Fault("accepts-trailing-bytes", "RESUME.FINAL_LOAD",
+    Fault("accepts-trailing-bytes", "RESUME.FINAL_CHECK",
           "bytes written after the end of the stream are taken and ignored",
           {"load_ignores_trailing": True},
           (f"{INV}[*-bytes-appended-to-STOP]", f"{INV}[*-bytes-appended-careless-to-STOP]",
            f"{INV}[*-second-copy-appended-to-STOP]")),
-    Fault("validates-first-load-only", "RESUME.FINAL_LOAD",
+    Fault("validates-first-load-only", "RESUME.FINAL_CHECK",
           "after one successful load, later resume sessions of the same open are not checked",
           {"load_validates_once": True},
-          (f"{RES}test_second_session[*]",)),
+          (f"{RES}test_second_session[*]", f"{INV}[*-cut-in-middle-to-STOP-session2]",
+           f"{INV}[*-one-byte-short-to-STOP-session3]")),
     Fault("second-load-fails", "RESUME.COMPATIBLE",
           "a second resume without a reset in between fails (the loader is re-armed only by reset)",
           {"second_load_fails": True},
@@ -65,9 +72,15 @@ FAULTS_PART: tuple[Fault, ...] = (
           "closing the device leaves its data fds working",
           {"close_keeps_fds": True},
           (f"{ROP}[*-STOP_COPY-device]", f"{ROP}[*-RESUMING-device]", f"{ROP}[*-PRE_COPY_P2P-device]")),
-    Fault("close-in-resuming-oops", "REOPEN.USABLE",
+    Fault("close-in-resuming-oops", "RESUME.FINAL_LOAD",
           "mtty 6.12.117: a close in RESUMING drops the resuming file but keeps the state; asked to leave "
-          "RESUMING after the reopen, the driver dereferences it (oops; the ioctl never returns)",
+          "RESUMING after the reopen, the driver dereferences it (oops; the ioctl never returns, so it does not "
+          "fail as leaving RESUMING with no complete stream must)",
           {"close_drops_resuming_file": True},
           (f"{ROP}[*-RESUMING-data-fd+device]", f"{ROP}[*-RESUMING-device]")),
+    Fault("reopen-saving-hangs", "REOPEN.USABLE",
+          "a close in a saving state keeps the state (as mtty does) but not the session; asked to leave that "
+          "state after the reopen, the driver never returns",
+          {"reopen_saving_hangs": True},
+          (f"{ROP}[*-STOP_COPY-device]", f"{ROP}[*-STOP_COPY-data-fd+device]", f"{ROP}[*-PRE_COPY-device]")),
 )

@@ -16,17 +16,25 @@ from vfio_mig_cts.spec.rule import Family, Force, Rule
 H = "include/uapi/linux/vfio.h"
 MTTY = "samples/vfio-mdev/mtty.c"
 MLX5 = "drivers/vfio/pci/mlx5/main.c"
-M, CV = Force.MUST, Force.CONVENTION
+M, SH, CV = Force.MUST, Force.SHOULD, Force.CONVENTION
 
 RULES_PART: tuple[Rule, ...] = (
     # --- the final load ---------------------------------------------------------------------------
     Rule("RESUME.FINAL_LOAD", Family.RESUME, M, f"{H}:1094",
-         "final validity and consistency checking of the new device state. If the user provided data is "
-         "found to be incomplete, inconsistent, or otherwise invalid, the migration driver must fail the "
-         "SET_STATE ioctl and optionally go to the ERROR state",
-         "when the bytes write() accepted are not one complete valid stream from a compatible device, "
-         "leaving RESUMING (RESUMING -> STOP, or a combination request through it) fails; a driver may "
-         "refuse earlier, at write(). Checked again in a second resume session of the same open"),
+         "If the user provided data is found to be incomplete, inconsistent, or otherwise invalid, the "
+         "migration driver must fail the SET_STATE ioctl and optionally go to the ERROR state",
+         "data the driver found invalid (it refused a write() of it) is not loaded: leaving RESUMING "
+         "(RESUMING -> STOP, or a combination request through it) then fails; and a request to leave "
+         "RESUMING returns (a request that never returns neither fails nor succeeds). Checked in every "
+         "resume session of an open"),
+    Rule("RESUME.FINAL_CHECK", Family.RESUME, SH, f"{H}:1092",
+         "kernel migration driver should complete the incorporation of data written to the data transfer FD "
+         "into the device internal state and perform final validity and consistency checking of the new "
+         "device state.",
+         "when the bytes write() took (none refused) are not one complete valid stream from a compatible "
+         "device, the final check refuses them: leaving RESUMING fails (mlx5 does no final check, and a "
+         "hisi_acc stream cut where PRE_COPY ended is a valid stream of a VF that was not ready, so this is "
+         "the header's should)"),
     Rule("RESUME.COMPATIBLE", Family.RESUME, M, f"{H}:1156",
          "Entering the RESUMING state starts a process of restoring the device state",
          "a complete stream saved from a compatible device (with or without PRE_COPY) is taken by write() "
