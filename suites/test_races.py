@@ -86,8 +86,8 @@ def _broke(verdict: Verdict, fn: Callable[[], None]) -> bool:
 
 
 def _baseline_dead_fds(dut: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bool:
-    """Without a race: an arc that ends a session, and a reset, leave its fd dead (FD.ENDED,
-    RESET.DEAD_FDS). Whether both hold, so that a live fd after a race is the race's doing."""
+    """Without a race: an arc that ends a session (a saving one, and a resuming one), and a reset, leave its
+    fd dead (FD.ENDED, RESET.DEAD_FDS). Whether all hold, so that a live fd after a race is the race's doing."""
     walk(dut, flags, verdict, session, S.STOP, "baseline")
     first = open_session(dut, verdict, session, S.STOP_COPY, "baseline")
     step(dut, verdict, S.STOP, "baseline: STOP_COPY -> STOP ends the session")
@@ -98,7 +98,15 @@ def _baseline_dead_fds(dut: MigrationDevice, flags: int, verdict: Verdict, sessi
     by_reset = _broke(verdict, lambda: check_dead(verdict, "RESET.DEAD_FDS", Live("saving", second),
                                                   "baseline (no race): after VFIO_DEVICE_RESET in STOP_COPY"))
     session.close_all()
-    return not (ended or by_reset)
+    reach(dut, flags, verdict, session, S.RESUMING)  # a complete stream written: leaving RESUMING loads it
+    resuming = session.current
+    assert resuming is not None
+    step(dut, verdict, S.STOP, "baseline: RESUMING -> STOP ends the session")
+    loaded = _broke(verdict, lambda: check_dead(verdict, "FD.ENDED", Live("resuming", resuming),
+                                                "baseline (no race): after RESUMING -> STOP"))
+    session.close_all()
+    walk(dut, flags, verdict, session, S.RUNNING, "baseline done")
+    return not (ended or by_reset or loaded)
 
 
 # --- a reset racing a state change ---------------------------------------------------------------

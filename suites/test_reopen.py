@@ -4,7 +4,8 @@ The uAPI says nothing of a close in mid-migration; the device must still come ba
 answers with a state the flags support (upstream PCI drivers restart in RUNNING; mtty keeps the
 state), a request to leave it returns (success or an errno) without hanging or a kernel splat,
 VFIO_DEVICE_RESET returns RUNNING, and a full migration works. A data fd kept across the device's
-close is dead afterwards.
+close is dead afterwards (REOPEN.DEAD_FDS, must: include/linux/vfio.h:192-194, "ensure that FD reaches
+end of stream or error ... before close_device() returns").
 
 Closing and reopening the device needs the backend's ``Reopen`` capability (the mock has it). On a
 real kernel these paths are hazards: mtty 6.12.117 oopses when the device, closed in RESUMING and

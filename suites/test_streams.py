@@ -26,7 +26,6 @@ from vfio_mig_cts.judging.checks import (
     check_data_size,
     check_digest,
     check_direction,
-    check_ended_read,
     check_loaded,
     check_no_seek,
     check_saving_group_read,
@@ -46,6 +45,8 @@ from vfio_mig_cts.judging.driving import (
     step,
     walk,
 )
+from vfio_mig_cts.judging.resume_cases import Live, check_dead
+from vfio_mig_cts.judging.resume_cases import open_session as open_live
 from vfio_mig_cts.judging.verdict import Verdict, errno_name
 from vfio_mig_cts.spec import model
 from vfio_mig_cts.uapi.vfio import MigFlag, State, state_name
@@ -137,6 +138,7 @@ END_ARCS = {  # the arc that ends a session, from the state it starts in
     "STOP_COPY->STOP": (S.STOP_COPY, S.STOP, 0),
     "PRE_COPY->RUNNING": (S.PRE_COPY, S.RUNNING, MigFlag.PRE_COPY),
     "PRE_COPY_P2P->RUNNING_P2P": (S.PRE_COPY_P2P, S.RUNNING_P2P, MigFlag.PRE_COPY | MigFlag.P2P),
+    "RESUMING->STOP": (S.RESUMING, S.STOP, 0),
 }
 
 
@@ -144,19 +146,26 @@ END_ARCS = {  # the arc that ends a session, from the state it starts in
 @pytest.mark.parametrize("end", sorted(END_ARCS))
 def test_ended_session_fd_yields_nothing(flags: int, end: str, dut: MigrationDevice, verdict: Verdict,
                                          session: Session) -> None:
-    """After the arc that ends its session, the old saving fd gives an error or end of stream, never bytes."""
+    """After the arc that ends its session, and again once the reverse arc started a new session, the old
+    fd is at end of stream or error for every operation: read, poll, GET_PRECOPY_INFO (a saving fd) or
+    write (a resuming fd)."""
     start, after, needs = END_ARCS[end]
     if flags & needs != needs:
         pytest.skip(f"{end} needs {MigFlag(needs)!r}")
-    reach(dut, flags, verdict, session, start)
-    stream = session.current
-    verdict.check("ARC.DATA_FD", stream is not None, expected=f"a data_fd from the arc into {start.name}",
-                  observed="none", context=f"setup: starting a session in {start.name}")
-    assert stream is not None
+    if start == S.RESUMING:
+        reach(dut, flags, verdict, session, start)  # a complete stream written, so that leaving RESUMING loads
+        stream = session.current
+        verdict.check("ARC.DATA_FD", stream is not None, expected="a data_fd from STOP -> RESUMING",
+                      observed="none", context="setup: starting a resume session")
+        assert stream is not None
+        old = Live("resuming", stream)
+    else:
+        old = open_live(dut, flags, verdict, session, start)[0]
     step(dut, verdict, after, f"ending the session with {end}")
-    for attempt in range(2):
-        err, data = _errno(lambda: stream.read(4096))
-        check_ended_read(verdict, err, data, f"read() number {attempt + 1} on the old fd after {end}")
+    check_dead(verdict, "FD.ENDED", old, f"after {end}")
+    new = step(dut, verdict, start, f"a new session: {after.name} -> {start.name}")
+    session.keep(new)
+    check_dead(verdict, "FD.ENDED", old, f"after {end}, with a new session open ({after.name} -> {start.name})")
 
 
 @pytest.mark.rule("FD.DIRECTION")
@@ -356,8 +365,7 @@ def test_precopy_is_optional(flags: int, dut: MigrationDevice, verdict: Verdict,
     stream = open_session(dut, verdict, session, S.PRE_COPY, "starting a precopy")
     read_available(stream, 7)
     step(dut, verdict, S.RUNNING, "abandoning the precopy (PRE_COPY -> RUNNING)")
-    err, left = _errno(lambda: stream.read(4096))
-    check_ended_read(verdict, err, left, expected="no more data on the abandoned session's fd")
+    check_dead(verdict, "FD.ENDED", Live("saving", stream), "the abandoned precopy session's fd")
     data = save(dut, flags, verdict, session)
     dest = target(request, dut, flags, verdict)
     res = load(dest, flags, verdict, session, data)

@@ -184,14 +184,6 @@ def check_saving_group_read(verdict: Verdict, err: int, context: str) -> None:
                   observed=errno_name(err), context=context)
 
 
-def check_ended_read(verdict: Verdict, err: int, data: bytes | None, context: str = "",
-                     expected: str = "an error or 0 (end of stream)") -> None:
-    """The fd of a session an arc ended yields no more bytes: an error or 0 (test_ended_session_fd_yields_nothing,
-    test_precopy_is_optional)."""
-    verdict.check("FD.ENDED", not data, expected=expected,
-                  observed=f"{len(data or b'')} bytes" if data else errno_name(err), context=context)
-
-
 def check_direction(verdict: Verdict, err: int, what: str) -> None:
     """A saving fd cannot be written and a resuming fd cannot be read (test_fd_direction)."""
     verdict.check("FD.DIRECTION", err == errno.EBADF, expected="EBADF", observed=errno_name(err), context=what)

@@ -222,7 +222,7 @@ class SaveStream(_MockStream):
             raise _err(errno.EINVAL)
         if not self._in_precopy_state() and not q.precopy_info_any_state:
             raise _err(errno.EINVAL)
-        if self.dead:
+        if self.dead and not q.ended_fd_answers_info:
             raise _err(errno.ENODEV)
         out_flags = 0 if self._v2() else flags  # reserved: echoed back until the v2 opt-in
         initial, dirty = self.initial_bytes(), self.dirty_bytes() + q.dirty_bytes_start
@@ -244,7 +244,7 @@ class SaveStream(_MockStream):
 
     def _revents(self, events: int) -> int:
         if self.dead:
-            return 0x008  # POLLERR
+            return 0 if self.q.ended_fd_poll_silent else 0x008  # POLLERR
         if self.stop_copy and not self.pending and self.q.stopcopy_poll_silent:
             return 0
         readable = bool(self.pending) or self.stop_copy or bool(self.dirty)
@@ -268,6 +268,8 @@ class ResumeStream(_MockStream):
         raise _err(errno.EBADF)
 
     def write(self, data: bytes) -> int:
+        if self.dead and self.q.ended_resume_fd_writes and not self.closed:
+            return len(data)  # (fault) the ended session's fd takes bytes it will never load
         self._live()
         if self.q.split_header_refused and len(self.data) < HEADER.size and len(self.data) + len(data) < HEADER.size:
             raise _err(errno.EINVAL)

@@ -67,8 +67,10 @@ RULES_PART: tuple[Rule, ...] = (
          "PRE_COPY <-> PRE_COPY_P2P -> STOP_COPY keep one fd, which goes on streaming to a complete stream"),
     Rule("FD.ENDED", FD, M, f"{H}:1087",
          "The STOP_COPY arc will terminate a data transfer session.",
-         "after its session ended (STOP_COPY -> STOP, PRE_COPY -> RUNNING, leaving RESUMING) an old fd "
-         "yields no new data: an error or end of stream, never bytes"),
+         "after its session ended (STOP_COPY -> STOP, PRE_COPY -> RUNNING, PRE_COPY_P2P -> RUNNING_P2P, "
+         "RESUMING -> STOP), and after a new session replaced it, an old fd is at end of stream or error for "
+         "every operation: read() gives no bytes, poll() reports an event, GET_PRECOPY_INFO fails or reports "
+         "no data, write() on a resuming fd takes nothing"),
     Rule("FD.DIRECTION", FD, CV, f"{MTTY}:989",
          "migf, O_RDONLY);",
          "a saving fd cannot be written and a resuming fd cannot be read: EBADF (anon_inode_getfile with "

@@ -1,8 +1,10 @@
 """Rules of the resume, reset and close/reopen suites (see spec/registry.py for the registry's conventions).
 
-The resume rules come from the RESUMING arcs of the MIG_DEVICE_STATE comment; the header says nothing
-about what a reset or a close does to open data fds, or in which state a reopened device starts:
-those rules are conventions, quoted from the upstream drivers that set them.
+The resume rules come from the RESUMING arcs of the MIG_DEVICE_STATE comment. What a reset or a close
+does to open data fds is include/linux/vfio.h's: "The driver is responsible to ensure that FD reaches end
+of stream or error whenever the migration FSM leaves a data transfer state or before close_device()
+returns" (a must, as for CONC.DEAD_SESSION). In which state a reopened device starts the header does not
+say: that rule is a convention, quoted from the upstream drivers that set it.
 
 Checked with rules registered elsewhere: ARC.FAILED_STATE (the state after a refused final load),
 ARC.RESET (reset back to RUNNING), ARC.TRANSITION and ARC.DATA_FD (setup arcs) and STREAM.ROUND_TRIP
@@ -14,7 +16,7 @@ from __future__ import annotations
 from vfio_mig_cts.spec.rule import Family, Force, Rule
 
 H = "include/uapi/linux/vfio.h"
-MTTY = "samples/vfio-mdev/mtty.c"
+K = "include/linux/vfio.h"
 MLX5 = "drivers/vfio/pci/mlx5/main.c"
 M, SH, CV = Force.MUST, Force.SHOULD, Force.CONVENTION
 
@@ -43,17 +45,18 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("RESET.ABORT_RESUMING", Family.RESET, M, f"{H}:1102",
          "To abort a RESUMING session the device must be reset.",
          "VFIO_DEVICE_RESET in RESUMING (mid-stream, or after a refused final load) returns GET to RUNNING"),
-    Rule("RESET.DEAD_FDS", Family.FD_LIFECYCLE, CV, f"{MTTY}:814",
-         "mdev_state->state = VFIO_DEVICE_STATE_RUNNING; mtty_disable_files(mdev_state);",
-         "VFIO_DEVICE_RESET ends every open data session: an old saving fd yields no more data (an error "
-         "or 0) and an old resuming fd takes no more bytes (every upstream driver disables its migration "
-         "files on reset)"),
+    Rule("RESET.DEAD_FDS", Family.FD_LIFECYCLE, M, f"{K}:192",
+         "The driver is responsible to ensure that FD reaches end of stream or error whenever the migration "
+         "FSM leaves a data transfer state or before close_device() returns.",
+         "VFIO_DEVICE_RESET (which leaves any data transfer state for RUNNING) ends every open data session: "
+         "an old saving fd yields no more data (read() an error or 0, poll() an event, GET_PRECOPY_INFO an "
+         "error or no data) and an old resuming fd takes no more bytes"),
     # --- close and reopen ---------------------------------------------------------------------------
-    Rule("REOPEN.DEAD_FDS", Family.FD_LIFECYCLE, CV, f"{MTTY}:1940",
-         "mtty_disable_files(mdev_state);",
+    Rule("REOPEN.DEAD_FDS", Family.FD_LIFECYCLE, M, f"{K}:192",
+         "The driver is responsible to ensure that FD reaches end of stream or error whenever the migration "
+         "FSM leaves a data transfer state or before close_device() returns.",
          "closing the device ends its data sessions: a data fd the user kept yields no more data and "
-         "takes no more bytes after the device was closed and opened again (close_device disables the "
-         "migration files in every upstream driver)"),
+         "takes no more bytes after the device was closed and opened again (before close_device() returned)"),
     Rule("REOPEN.USABLE", Family.CLOSE_REOPEN, CV, f"{MLX5}:1325",
          "if (mvdev->migrate_cap) mvdev->mig_state = VFIO_DEVICE_STATE_RUNNING;",
          "a device closed in any state (its data fd closed first or not) and opened again answers GET "
