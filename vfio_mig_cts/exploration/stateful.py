@@ -47,12 +47,12 @@ from vfio_mig_cts.backends.protocol import (
 )
 from vfio_mig_cts.judging import checks
 from vfio_mig_cts.judging.containment import run_contained
-from vfio_mig_cts.judging.driving import Session, load, save, set_and_get, walk
+from vfio_mig_cts.judging.driving import PRECOPY_WAIT, Session, load, save, set_and_get, settle_early_end, walk
 from vfio_mig_cts.judging.expectations import Expectation
 from vfio_mig_cts.judging.resume_cases import Live, check_dead, reset_out_of
 from vfio_mig_cts.judging.verdict import Finding, RuleViolation, Verdict, errno_name
 from vfio_mig_cts.spec import model
-from vfio_mig_cts.uapi.vfio import State, state_name
+from vfio_mig_cts.uapi.vfio import MigFlag, State, state_name
 
 S = State
 PRECOPY_STATES = frozenset({S.PRE_COPY, S.PRE_COPY_P2P})
@@ -323,12 +323,18 @@ class Explorer:
             t.last_info, t.fresh = before, False
         err, data = _call(lambda: t.stream.read(size))
         if not t.stop_copy:
+            assert t.last_info is not None
+            if not data and t.last_info.initial_bytes + t.last_info.dirty_bytes:
+                # the counters are estimates: wait (bounded) for the data they announced before judging
+                data, err, again = settle_early_end(t.stream, size, lambda: self._counters(t, ctx))
+                if not data and again is not None:
+                    t.last_info = again
+                    ctx += f", after waiting up to {PRECOPY_WAIT:g} s with poll() and reading again (twice)"
             if data:
                 t.got += len(data)
                 return
             if t.moved and err not in (0, errno.ENOMSG):
                 checks.check_saving_group_read(self.judge, err, ctx)
-            assert t.last_info is not None
             checks.check_precopy_end(self.judge, t.last_info, err, ctx)
             return
         if t.moved and err not in (0, errno.ENOMSG, errno.EIO):
@@ -350,9 +356,10 @@ class Explorer:
                 return
 
     def precopy_info(self) -> None:
-        """VFIO_MIG_GET_PRECOPY_INFO on the live saving fd: counters in PRE_COPY, EINVAL elsewhere."""
+        """VFIO_MIG_GET_PRECOPY_INFO on the live saving fd: counters in PRE_COPY, EINVAL elsewhere (only on a
+        device with PRE_COPY: the ioctl binds only those, vfio.h:1271; pds's data fds have none, ENOTTY)."""
         t = self.live
-        if not self.saving() or t is None:
+        if not self.saving() or t is None or not self.flags & MigFlag.PRE_COPY:
             return
         self._record("precopy_info")
         ctx = f"step {len(self.log)}: GET_PRECOPY_INFO on the fd from {t.started.name} {self._where()}"

@@ -7,12 +7,16 @@ test needs for its setup fails on that rule, with the setup named in the message
 from __future__ import annotations
 
 import errno
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vfio_mig_cts.backends.protocol import (
+    POLLIN,
     DataStream,
     ErrorInjection,
     MigrationDevice,
+    PrecopyInfo,
     Unavailable,
     get_state,
     set_state,
@@ -24,6 +28,7 @@ from vfio_mig_cts.uapi.vfio import State, state_name
 
 MAX_STREAM = 64 << 20  # a saving stream larger than this is a runaway driver, not a device state
 READ_CHUNK = 1 << 20
+PRECOPY_WAIT = 2.0  # seconds to wait with poll() for PRE_COPY data the counters announced (a bound, not the header's)
 
 
 @dataclass
@@ -157,6 +162,45 @@ def read_available(stream: DataStream, chunk: int = READ_CHUNK, limit: int = MAX
             return bytes(out)
         out += data
     raise OSError(errno.EFBIG, f"precopy stream exceeds {limit} bytes without a pause")
+
+
+def reread_after_wait(stream: DataStream, size: int, timeout: float = PRECOPY_WAIT) -> tuple[bytes, int]:
+    """read() again, waiting with poll() (at most ``timeout`` seconds in all) for data the PRE_COPY counters
+    announced: they are estimates (vfio.h:1236-1237), and a driver may report data it is still saving (mlx5
+    counts an incremental save it has just started, mlx5/main.c:537-568, while read() gives ENOMSG until it
+    completes). Returns (data, errno of the last read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            stream.poll(POLLIN, max(0, int(left * 1000)))
+        except OSError:
+            pass
+        try:
+            data, err = stream.read(size), 0
+        except OSError as exc:
+            data, err = b"", exc.errno or errno.EIO
+        if data or time.monotonic() >= deadline:
+            return data, err
+        time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))  # drivers without .poll report readable
+
+
+def settle_early_end(stream: DataStream, size: int, query: Callable[[], PrecopyInfo],
+                     rounds: int = 2) -> tuple[bytes, int, PrecopyInfo | None]:
+    """A PRE_COPY read() gave no data although the counters said data remains: wait and read again
+    (``reread_after_wait``), then ask the counters again; ``rounds`` times (asking may itself start the save
+    that brings the data, as mlx5's ioctl does, mlx5/main.c:546-568). Returns the data, the last read's
+    errno and the counters last asked (None when the first wait brought data)."""
+    info: PrecopyInfo | None = None
+    err = 0
+    for _ in range(rounds):
+        data, err = reread_after_wait(stream, size)
+        if data:
+            return data, err, info
+        info = query()
+        if info.initial_bytes + info.dirty_bytes == 0:
+            break
+    return b"", err, info
 
 
 def save(dev: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bytes:

@@ -12,7 +12,7 @@ FAULTS_PART: tuple[Fault, ...] = (
     # --- precopy info ---
     Fault("precopy-info-in-any-state", "PRECOPY.EINVAL_OUTSIDE",
           "GET_PRECOPY_INFO answers in STOP_COPY instead of EINVAL",
-          {"precopy_info_any_state": True}, (f"{PRE}test_precopy_info_outside_precopy[*]",)),
+          {"precopy_info_any_state": True}, (f"{PRE}test_precopy_info_outside_precopy[*pre_copy]",)),
     Fault("initial-bytes-zero", "PRECOPY.INITIAL_BYTES", "initial_bytes is 0 although initial data is there",
           {"initial_bytes_zero": True}, (f"{PRE}test_counters_on_entry[*]",)),
     Fault("initial-bytes-stuck", "PRECOPY.INITIAL_BYTES", "initial_bytes does not decrease as data is read",

@@ -25,10 +25,12 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("PRECOPY.INITIAL_REACHES_ZERO", PC, CV, f"{H}:1244",
          "It is recommended to leave PRE_COPY for STOP_COPY only after this field reaches zero.",
          "initial_bytes reaches zero once the initial data has been read (QEMU's switchover-ack waits for it)"),
-    Rule("PRECOPY.DIRTY_STARTS_ZERO", PC, M, f"{H}:1248",
+    Rule("PRECOPY.DIRTY_STARTS_ZERO", PC, SH, f"{H}:1248",
          "This field starts at zero and may increase as the internal device state is modified or decrease as "
          "that modified state is read from the device.",
-         "dirty_bytes is zero on entering PRE_COPY"),
+         "dirty_bytes is zero in the first GET_PRECOPY_INFO after entering PRE_COPY, with nothing in between "
+         "(a statement about counters the header calls estimates, vfio.h:1236-1237, with \"a lot of "
+         "flexibility\" in how drivers report them, vfio.h:1258-1259: a should)"),
     Rule("PRECOPY.RETURNED", PC, M, f"{H}:1236",
          "The vfio_precopy_info data structure returned by this ioctl provides estimates of data available "
          "from the device during the PRE_COPY states.",
@@ -45,10 +47,12 @@ RULES_PART: tuple[Rule, ...] = (
          "When read() is done on this temporary end of stream the kernel driver should return ENOMSG from "
          "read().",
          "at PRE_COPY's temporary end of stream read() fails with ENOMSG, not 0"),
-    Rule("EOS.PRECOPY_NOT_EARLY", EOS, M, f"{H}:1261",
+    Rule("EOS.PRECOPY_NOT_EARLY", EOS, SH, f"{H}:1261",
          "During pre-copy the migration data FD has a temporary \"end of stream\" that is reached when both "
          "initial_bytes and dirty_byte are zero.",
-         "while the counters say data remains, read() returns data, not an end of stream"),
+         "while the counters say data remains, read() returns data, not an end of stream: judged only after "
+         "waiting (bounded) with poll() and reading again, and re-reading the counters (they are estimates, "
+         "vfio.h:1236-1237; mlx5 counts a save it has only started); the sentence has no modal verb: a should"),
     Rule("EOS.STOPCOPY_ZERO", EOS, M, f"{H}:1268",
          "Once in STOP_COPY the migration data FD has a permanent end of stream signaled in the usual way by "
          "read() always returning 0 and poll always returning readable.",
