@@ -1,5 +1,4 @@
 """vfio-mig-cts: the conformance plugin is loaded for every run from this directory."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.health", "fixtures.killmatrix",
-                  "fixtures.labconfig", "fixtures.matrix", "fixtures.ktap", "fixtures.environment",
-                  "fixtures.stateful_options"]
+pytest_plugins = ["fixtures.plugin", "fixtures.hazards", "fixtures.outcomes", "fixtures.results", "fixtures.killmatrix",
+                  "fixtures.labconfig", "fixtures.stateful_options"]

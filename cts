@@ -5,6 +5,7 @@
 #   ./cts killmatrix            the fault catalogue against the suite, as a table (reports/kill-matrix.md)
 #   ./cts lane [lane options]   build/boot the guest kernel and run the suite against mtty in it
 #   ./cts report [DIR...]       the Allure 3 HTML report of the last run (reports/allure-report; needs Node.js 20+)
+#   ./cts compare BEFORE AFTER  what changed between two runs' results.json (exit 1 when something got worse)
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
@@ -27,6 +28,10 @@ case "${1:-}" in
   report)
     shift
     exec scripts/allure-report "$@"
+    ;;
+  compare)
+    shift
+    exec .venv/bin/python -m vfio_mig_cts.reports.compare "$@"
     ;;
   *)
     exec .venv/bin/python -m pytest suites "$@"
