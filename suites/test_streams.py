@@ -230,13 +230,18 @@ def test_data_size_in_every_state(flags: int, dut: MigrationDevice, verdict: Ver
 
 
 @pytest.mark.rule("SIZE.ESTIMATE")
-def test_data_size_estimate(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
-    """The estimate is non-zero and within a factor of 4 of what STOP_COPY produced."""
+def test_data_size_estimate(flags: int, dut: MigrationDevice, verdict: Verdict, session: Session,
+                            request: pytest.FixtureRequest) -> None:
+    """The estimate is non-zero where STOP_COPY produces data. The header gives an estimate no bound (pds
+    always reports 64 KiB, hisi_acc the size of a full VF state): how far it is from the stream is
+    recorded as information (``data-size-estimate``), not judged."""
     walk(dut, flags, verdict, session, S.STOP, "")
     estimate = data_size(dut)
     actual = len(save(dut, flags, verdict, session))
-    good = estimate > 0 and actual / 4 <= estimate <= actual * 4
-    verdict.check("SIZE.ESTIMATE", good, expected=f"about {actual} bytes (what STOP_COPY produced)",
+    request.node.user_properties.append(
+        ("data-size-estimate", f"stop_copy_length {estimate}, STOP_COPY produced {actual} bytes (information)"))
+    verdict.check("SIZE.ESTIMATE", estimate > 0 or actual == 0,
+                  expected=f"a non-zero estimate (STOP_COPY then produced {actual} bytes)",
                   observed=f"stop_copy_length {estimate}")
 
 

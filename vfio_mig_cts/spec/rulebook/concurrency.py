@@ -44,8 +44,9 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("CONC.POLL_WAKE", X, M, f"{H}:1268",
          "Once in STOP_COPY the migration data FD has a permanent end of stream signaled in the usual way by "
          "read() always returning 0 and poll always returning readable.",
-         "a poll() blocked on a PRE_COPY fd at its temporary end of stream returns readable once another "
-         "thread moves the device to STOP_COPY, without waiting for its timeout"),
+         "a poll() blocked on a PRE_COPY fd at its temporary end of stream is woken with POLLIN when another "
+         "thread moves the device to STOP_COPY: it returns before its own timeout (the only bound the test "
+         "sets)"),
     Rule("CONC.SECOND_OPEN", X, M, f"{C}:570",
          "Only the group path allows the device to be opened multiple times.",
          "opening a device in use a second time either fails (the cdev path: EINVAL) or shares it: the "

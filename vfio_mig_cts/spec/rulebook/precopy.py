@@ -89,8 +89,9 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("SIZE.ESTIMATE", SZ, CV, f"{H}:1428",
          "Upon VFIO_DEVICE_FEATURE_GET read back the estimated data length that will be required to complete "
          "stop copy.",
-         "the estimate is non-zero and within a factor of 4 of what STOP_COPY produced (QEMU sizes its buffer "
-         "from it)"),
+         "the estimate is non-zero where STOP_COPY then produces data (every upstream driver reports its state "
+         "size: mtty_data_size(), hisi_acc sizeof(struct acc_vf_data), pds 64 KiB, qat state_size, mlx5 a device "
+         "query); the header bounds an estimate nowhere, so its distance from the stream is information only"),
     # --- stream integrity ---
     Rule("STREAM.READ_CHUNKING", IN, CV, f"{MTTY}:909",
          "len = min_t(size_t, migf->filled_size - *pos, len);",
