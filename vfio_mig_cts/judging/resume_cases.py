@@ -36,6 +36,7 @@ from vfio_mig_cts.judging.driving import (
     save,
     start_session,
     step,
+    stream_limit,
     walk,
     write_all,
 )
@@ -75,13 +76,14 @@ def save_through_precopy(dev: MigrationDevice, flags: int, verdict: Verdict, ses
     """
     walk(dev, flags, verdict, session, S.RUNNING, "saving through PRE_COPY")
     stream = start_session(dev, verdict, session, S.RUNNING, S.PRE_COPY, "saving through PRE_COPY")
-    part = bytearray(read_available(stream))
+    limit = stream_limit(dev)
+    part = bytearray(read_available(stream, limit=limit))
     if isinstance(dev, DeviceProfile):
         dev.dirty(seed + 1)
-        part += read_available(stream)
+        part += read_available(stream, limit=limit)
         dev.dirty(seed + 2)
     walk(dev, flags, verdict, session, S.STOP_COPY, "saving through PRE_COPY")
-    rest = drain_in_group(stream, verdict)
+    rest = drain_in_group(stream, verdict, limit=limit)
     step(dev, verdict, S.STOP, "ending the saving session")
     return bytes(part + rest), len(part)
 
@@ -264,7 +266,7 @@ def open_session(dev: MigrationDevice, flags: int, verdict: Verdict, session: Se
     if state == S.RESUMING:
         data = save(dev, flags, verdict, session)
         resuming = start_session(dev, verdict, session, S.STOP, S.RESUMING, "entering RESUMING")
-        write_all(resuming, data[:len(data) // 2])
+        write_all(resuming, data[:len(data) // 2], verdict=verdict, context="setup: half a stream into RESUMING")
         return [Live("resuming", resuming)]
     reach(dev, flags, verdict, session, state)
     if state not in model.SAVING_GROUP:

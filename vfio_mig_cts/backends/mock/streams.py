@@ -191,6 +191,8 @@ class SaveStream(_MockStream):
             self._announced = None
         if not self.pending:
             if self.stop_copy:
+                if q.stopcopy_endless:
+                    return b"\0" * size  # (fault) no end of stream, ever
                 if q.stopcopy_enomsg:
                     raise _err(errno.ENOMSG)
                 if q.stopcopy_eof_once and self._eof_seen:
@@ -291,6 +293,10 @@ class ResumeStream(_MockStream):
                 raise _err(errno.EFAULT)
             if bad:
                 raise _err(bad.errno)
+        if self.q.write_takes_nothing:  # (fault) the header, then neither an error nor a byte taken
+            data = data[:max(0, HEADER.size - len(self.data))]
+            if not data:
+                return 0
         if len(self.data) + len(data) > 16 * (self._size + 4096):
             raise _err(errno.ENOMEM)
         self.data += data

@@ -50,6 +50,12 @@ FAULTS_PART: tuple[Fault, ...] = (
           "a second resume without a reset in between fails (the loader is re-armed only by reset)",
           {"second_load_fails": True},
           (f"{RES}test_second_session[*]",)),
+    Fault("resume-write-takes-nothing", "RESUME.COMPATIBLE",
+          "a resuming write() past the header returns 0: it takes nothing and reports no error (a writer that "
+          "asks again for ever would hang: a finding instead)",
+          {"write_takes_nothing": True},
+          (f"{RES}test_compatible_resume[*]", "suites/test_streams.py::test_resume_accepts_any_split[*]",
+           "suites/test_streams.py::test_qemu_sequence[*]")),
     Fault("rejects-resent-chunks", "RESUME.COMPATIBLE",
           "a stream that carries a piece of state twice (PRE_COPY re-sending dirtied state) is refused",
           {"load_rejects_overlap": True},

@@ -93,15 +93,20 @@ RULES_PART: tuple[Rule, ...] = (
          "size: mtty_data_size(), hisi_acc sizeof(struct acc_vf_data), pds 64 KiB, qat state_size, mlx5 a device "
          "query); the header bounds an estimate nowhere, so its distance from the stream is information only"),
     # --- stream integrity ---
-    Rule("STREAM.READ_CHUNKING", IN, CV, f"{MTTY}:909",
-         "len = min_t(size_t, migf->filled_size - *pos, len);",
-         "the bytes saved do not depend on read() sizes (a device that is not running saves the same state)"),
+    Rule("STREAM.READ_CHUNKING", IN, M, f"{H}:1148",
+         "End of stream on the FD indicates the entire device state has been transferred.",
+         "a session's stream read in small pieces (1 or 7 bytes, or sizes mixed) carries the entire device "
+         "state as one read in 1 MiB pieces does: it loads on a compatible device and restores the source's "
+         "state (where a device profile compares them); each session judged on its own, never by comparing "
+         "two sessions' bytes (no driver promises to save the same bytes twice)"),
     Rule("STREAM.WRITE_SPLIT", IN, M, f"{H}:1041",
          "The user is not required to preserve buffer segmentation when writing the data stream during the "
          "RESUMING operation.",
          "a resume accepts the same stream written in any split"),
-    Rule("STREAM.ROUND_TRIP", IN, SH, f"{H}:1092",
-         "kernel migration driver should complete the incorporation of data written to the data transfer FD "
-         "into the device internal state",
-         "after a resume the device state equals the source's (where a device profile compares them)"),
+    Rule("STREAM.ROUND_TRIP", IN, M, f"{H}:1148",
+         "End of stream on the FD indicates the entire device state has been transferred.",
+         "a complete stream (read to its end) resumed on a compatible device restores the source's state "
+         "(where a device profile compares them): a migration that corrupts the device state breaks the "
+         "strongest text that covers it, this statement of the FSM comment (read as must, as FD.SAVING_GROUP "
+         "and FD.ENDED read theirs), not the should of vfio.h:1092 (RESUME.FINAL_CHECK's)"),
 )
