@@ -14,6 +14,9 @@ import pytest
 
 from fixtures.plugin import backend_of, feature_set_id
 from vfio_mig_cts.backends.protocol import (
+    POLLERR,
+    POLLHUP,
+    POLLIN,
     DataStream,
     DeviceProfile,
     MigrationDevice,
@@ -180,6 +183,44 @@ def test_dirty_data_is_readable(case: PrecopyCase, dut: MigrationDevice, verdict
                   expected=f"data (dirty_bytes {info.dirty_bytes}, initial_bytes {info.initial_bytes})",
                   observed=f"read() gave {errno_name(err) if err else '0 bytes'}",
                   context="after the device changed its state in PRE_COPY")
+
+
+@pytest.mark.rule("EOS.PRECOPY_POLL")
+def test_poll_at_temporary_end(case: PrecopyCase, dut: MigrationDevice, verdict: Verdict, session: Session) -> None:
+    """At the temporary end of stream poll() lets userspace wait: it does not report the fd ready while
+    read() has nothing to give; once data the counters announce is there (a device profile changes the
+    device), poll() reports POLLIN within its timeout."""
+    stream = enter(dut, case, verdict, session)
+    read_available(stream, limit=stream_limit(dut))
+    info = precopy_info_or_fail(stream, verdict, "after reading to the temporary end of stream")
+    if info.initial_bytes + info.dirty_bytes:
+        pytest.skip(f"no temporary end of stream reached (initial_bytes {info.initial_bytes}, dirty_bytes "
+                    f"{info.dirty_bytes} after reading to ENOMSG): nothing to wait at")
+    revents = stream.poll(POLLIN, 0)
+    if revents & (POLLIN | POLLERR | POLLHUP):
+        try:
+            data, err = stream.read(1 << 20), 0
+        except OSError as exc:
+            data, err = b"", exc.errno or 0
+        verdict.check("EOS.PRECOPY_POLL", bool(data),
+                      expected="poll() reports no event while read() has nothing to give (so that userspace "
+                               "can wait with it)",
+                      observed=f"poll() revents {revents:#x}, then read() gave "
+                               + (f"{len(data)} bytes" if data else errno_name(err) if err else "0 bytes"),
+                      context="at PRE_COPY's temporary end of stream (both counters 0)")
+        return
+    if not isinstance(dut, DeviceProfile):
+        return
+    dut.dirty(61)
+    info = precopy_info_or_fail(stream, verdict, "after the device changed in PRE_COPY")
+    if not info.initial_bytes + info.dirty_bytes:
+        return  # "may increase": a driver that keeps dirty_bytes at 0 has nothing to announce
+    revents = stream.poll(POLLIN, int(PRECOPY_WAIT * 1000))
+    verdict.check("EOS.PRECOPY_POLL", bool(revents & POLLIN),
+                  expected=f"poll() reports POLLIN within {PRECOPY_WAIT:g} s (the data announced is there)",
+                  observed=f"poll() revents {revents:#x}",
+                  context=f"after the device changed: initial_bytes {info.initial_bytes}, "
+                          f"dirty_bytes {info.dirty_bytes}")
 
 
 @pytest.mark.rule("PRECOPY.RETURNED")

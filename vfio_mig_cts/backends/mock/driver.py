@@ -77,6 +77,7 @@ class MockDriver:
         self._sets_since_reset = 0  # (combination_short_after)
         self._reset_mutex = threading.Lock()  # guards _reset_requested (the reset_race_* quirks)
         self._reset_requested = False
+        self._frozen = False  # (frozen_after_stop) the device no longer runs
 
     # --- the core's vfio_mig_get_next_state(), as the mock derives it ------------------------------
     def supports(self, state: int) -> bool:
@@ -136,6 +137,8 @@ class MockDriver:
             self._sets_since_reset += 1
             deferred = False
             try:
+                if new == S.RUNNING and start == q.refuse_running_from:
+                    raise self._refusal(start)  # (fault) RUNNING is not a target from here
                 if new == S.ERROR:  # "ERROR cannot be specified as a device state" (vfio.h:1171), from ERROR too
                     raise self._refusal(start)
                 plan = self._planned_arcs(start, new)
@@ -144,6 +147,7 @@ class MockDriver:
                 for cur, nxt in plan:
                     result = self.step(cur, nxt) or result
                     self.state = nxt
+                    self._frozen = self._frozen or (nxt == S.STOP and q.frozen_after_stop)
                     if self.cfg.race_delay:
                         time.sleep(self.cfg.race_delay)
                     deferred = deferred or self._take_reset_request()
@@ -236,6 +240,8 @@ class MockDriver:
     def get_state(self) -> State:
         with self.lock:
             state = self.state
+            if self.q.stop_changes_state and state in (S.STOP, S.STOP_COPY):
+                self.memory[0] = (self.memory[0] + 1) & 0xFF  # (fault) a stopped device's state moves on
             if self._drift_armed:
                 self._drift_armed = False
                 self.state = S.RUNNING
@@ -254,6 +260,7 @@ class MockDriver:
             if (q.reset_race_torn or q.reset_race_keeps_session) and not self._reset_request_pending():
                 return  # a racing SET has handled it (its own, faulty way)
             self._sets_since_reset = 0
+            self._frozen = False
             if not resuming.reset(self):
                 return
             self._end_sessions()
@@ -274,7 +281,9 @@ class MockDriver:
     def dirty(self, seed: int) -> None:
         """Guest activity: change a few bytes of internal state (only while the device runs)."""
         with self.lock:
-            if self.state not in RUNNING_STATES:
+            if self.state not in RUNNING_STATES or self._frozen:
+                return
+            if self.q.precopy_freezes and self.state in (S.PRE_COPY, S.PRE_COPY_P2P):
                 return
             off = (seed * 97) % self.cfg.state_size
             length = min(CHUNK // 2, self.cfg.state_size - off)

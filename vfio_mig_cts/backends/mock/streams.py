@@ -256,6 +256,8 @@ class SaveStream(_MockStream):
         return revents
 
     def _revents(self, events: int) -> int:
+        if self.q.precopy_poll_always_ready and not self.dead:
+            return events & (POLLIN | POLLOUT)  # (fault) DEFAULT_POLLMASK: a file without .poll
         if self.dead:
             return 0 if self.q.ended_fd_poll_silent else 0x008  # POLLERR
         if self.stop_copy and not self.pending and self.q.stopcopy_poll_silent:

@@ -53,6 +53,12 @@ RULES_PART: tuple[Rule, ...] = (
          "while the counters say data remains, read() returns data, not an end of stream: judged only after "
          "waiting (bounded) with poll() and reading again, and re-reading the counters (they are estimates, "
          "vfio.h:1236-1237; mlx5 counts a save it has only started); the sentence has no modal verb: a should"),
+    Rule("EOS.PRECOPY_POLL", EOS, SH, f"{H}:1265",
+         "Userspace can wait for more data (which may never come) by using poll.",
+         "at PRE_COPY's temporary end of stream poll() does not report the fd ready while read() has nothing "
+         "to give (else userspace cannot wait with it), and reports POLLIN once data the counters announce is "
+         "there; \"can\" lays no must on the driver: a should (mtty and qat have no .poll: the default mask "
+         "reports readable at once)"),
     Rule("EOS.STOPCOPY_ZERO", EOS, M, f"{H}:1268",
          "Once in STOP_COPY the migration data FD has a permanent end of stream signaled in the usual way by "
          "read() always returning 0 and poll always returning readable.",
