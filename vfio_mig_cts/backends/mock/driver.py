@@ -105,6 +105,7 @@ class MockDriver:
         self._sets_since_reset = 0  # (combination_short_after)
         self._reset_mutex = threading.Lock()  # guards _reset_requested (the reset_race_* quirks)
         self._reset_requested = False
+        self._frozen = False  # (frozen_after_stop) the device no longer runs
 
     # --- the core's vfio_mig_get_next_state(), as the mock derives it ------------------------------
     def supports(self, state: int) -> bool:
@@ -118,19 +119,23 @@ class MockDriver:
                                    f"vfio_mig_get_next_state (cur {cur.name})")
             raise _err(errno.EINVAL)
         if not self.supports(new):
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         target = State(new)
         if (cur, target) in paths.BLOCKED:
             if self.q.accept_blocked_arc:
                 return target
             if self.q.hang_on_blocked_arc or not self.cfg.profile.blocked_arc_fix:
                 self._hang()
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         flags = self.flags if not self.q.unsupported_state_accepted else 7
         path = paths.shortest_path(flags, cur, target)
         if path is None:
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         return path[1]
+
+    def _refusal(self, cur: State) -> OSError:
+        """The error of a refused request: EINVAL, as the core's vfio_mig_get_next_state() returns."""
+        return _err(self.q.refusal_errno if self.q.refusal_errno and cur != S.ERROR else errno.EINVAL)
 
     def _hang(self) -> None:
         """Spin like the pre-fix core does (a forked child running this is killed by its parent)."""
@@ -146,6 +151,7 @@ class MockDriver:
             q = self.q
             if q.state_masked_to_3_bits:
                 new &= 0x7
+            resuming.leave_dangling_saving(self)
             if start == S.ERROR and new != S.ERROR and q.leave_error_without_reset and self.supports(new):
                 self.state = State(new)
                 return None
@@ -159,12 +165,17 @@ class MockDriver:
             self._sets_since_reset += 1
             deferred = False
             try:
+                if new == S.RUNNING and start == q.refuse_running_from:
+                    raise self._refusal(start)  # (fault) RUNNING is not a target from here
+                if new == S.ERROR:  # "ERROR cannot be specified as a device state" (vfio.h:1171), from ERROR too
+                    raise self._refusal(start)
                 plan = self._planned_arcs(start, new)
                 if q.combination_short_after and self._sets_since_reset > q.combination_short_after:
                     plan = plan[:-1] if len(plan) > 1 else plan
                 for cur, nxt in plan:
                     result = self.step(cur, nxt) or result
                     self.state = nxt
+                    self._frozen = self._frozen or (nxt == S.STOP and q.frozen_after_stop)
                     if self.cfg.race_delay:
                         time.sleep(self.cfg.race_delay)
                     deferred = deferred or self._take_reset_request()
@@ -277,6 +288,8 @@ class MockDriver:
     def get_state(self) -> State:
         with self.lock:
             state = self.state
+            if self.q.stop_changes_state and state in (S.STOP, S.STOP_COPY):
+                self.memory[0] = (self.memory[0] + 1) & 0xFF  # (fault) a stopped device's state moves on
             if self._drift_armed:
                 self._drift_armed = False
                 self.state = S.RUNNING
@@ -295,6 +308,7 @@ class MockDriver:
             if (q.reset_race_torn or q.reset_race_keeps_session) and not self._reset_request_pending():
                 return  # a racing SET has handled it (its own, faulty way)
             self._sets_since_reset = 0
+            self._frozen = False
             if not resuming.reset(self):
                 return
             self._end_sessions()
@@ -315,7 +329,9 @@ class MockDriver:
     def dirty(self, seed: int) -> None:
         """Guest activity: change a few bytes of internal state (only while the device runs)."""
         with self.lock:
-            if self.state not in RUNNING_STATES:
+            if self.state not in RUNNING_STATES or self._frozen:
+                return
+            if self.q.precopy_freezes and self.state in (S.PRE_COPY, S.PRE_COPY_P2P):
                 return
             off = (seed * 97) % self.cfg.state_size
             length = min(CHUNK // 2, self.cfg.state_size - off)

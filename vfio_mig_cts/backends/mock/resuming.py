@@ -28,6 +28,8 @@ from vfio_mig_cts.backends.mock.streams import (
 )
 from vfio_mig_cts.uapi.vfio import State
 
+SAVING_STATES = frozenset({State.PRE_COPY, State.PRE_COPY_P2P, State.STOP_COPY})
+
 if TYPE_CHECKING:
     from vfio_mig_cts.backends.mock.driver import MockDriver, ResumingFile
 
@@ -50,6 +52,7 @@ class ResumeBook:
     loads_since_reset: int = 0  # final loads attempted since the last reset or open
     validated: bool = False  # a final load succeeded in this open
     dangling: bool = False  # closed in RESUMING with the resuming file dropped (mtty's bug)
+    dangling_saving: bool = False  # closed in a saving state, the state kept (the reopen_saving_hangs fault)
 
 
 def salvage(data: bytes) -> tuple[list[tuple[int, bytes]], str]:
@@ -79,6 +82,9 @@ def _lenient(drv: MockDriver, data: bytes) -> list[tuple[int, bytes]] | None:
         return salvage(data)[0] if len(data) >= HEADER.size else []
     if not data:
         return [] if q.load_accepts_empty else None
+    if q.header_hole and len(data) >= HEADER.size and salvage(data)[1] == "end":
+        # mtty_load_state(): "magic and version already tested by resume write fn"
+        return [(off, chunk) for off, chunk in salvage(data)[0] if off + len(chunk) <= drv.cfg.state_size]
     if len(data) < HEADER.size or check_header(data, drv.cfg.identity, drv.cfg.state_size):
         return None
     records, how = salvage(data)
@@ -155,12 +161,21 @@ def reset(drv: MockDriver) -> bool:
     return True
 
 
+def leave_dangling_saving(drv: MockDriver) -> None:
+    """(reopen_saving_hangs) A SET out of the saving state a closed device kept never returns: the mock
+    answers ETIMEDOUT, as the vfio backend's watchdog does."""
+    if drv.resume_book.dangling_saving and drv.state in SAVING_STATES:
+        raise _err(errno.ETIMEDOUT, "simulated: the SET out of the kept saving state hangs")
+
+
 def close_device(drv: MockDriver) -> None:
     """The device's last fd is closed (close_device): every data session ends."""
     q = drv.q
     with drv.lock:
         if q.close_drops_resuming_file and drv.state == State.RESUMING:
             drv.resume_book.dangling = True
+        if q.reopen_saving_hangs and drv.state in SAVING_STATES:
+            drv.resume_book.dangling_saving = True
         if q.close_keeps_fds:
             drv.save = drv.resume = None
         else:
@@ -171,9 +186,9 @@ def open_device(drv: MockDriver) -> None:
     """The device is opened again (open_device): RUNNING, unless the state survives (mtty)."""
     q = drv.q
     with drv.lock:
-        dangling = drv.resume_book.dangling
-        drv.resume_book = ResumeBook(dangling=dangling)
+        book = drv.resume_book
+        drv.resume_book = ResumeBook(dangling=book.dangling, dangling_saving=book.dangling_saving)
         drv.precopy_v2 = False
-        if not (q.reopen_keeps_state or dangling):
+        if not (q.reopen_keeps_state or book.dangling or book.dangling_saving):
             drv.state = State.RUNNING
         drv.opened()
