@@ -108,7 +108,7 @@ class Host:
         return self
 
     def pci(self, addr: str, **kw: str | None) -> Host:
-        make_pci(self.sys, addr, **kw)  # type: ignore[arg-type]
+        make_pci(self.sys, addr, **kw)
         return self
 
     def lab(self, *devices: str, backend: str = "vfio", extra: str = "") -> Path:

@@ -376,7 +376,7 @@ class FdStream:
     def precopy_info(self, arg: bytes) -> bytes:
         import fcntl
         buf = ctypes.create_string_buffer(bytes(arg), max(len(arg), uapi.PRECOPY_INFO_SIZE))
-        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)  # type: ignore[call-overload]
+        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)
         return bytes(buf.raw[: len(arg)])
 
     def poll(self, events: int, timeout_ms: int) -> int:
