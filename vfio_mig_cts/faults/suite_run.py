@@ -18,6 +18,7 @@ from typing import Any
 
 from vfio_mig_cts.faults.forkserver import ForkServer
 
+ROOT = Path(__file__).resolve().parents[2]
 SERVER = ForkServer()  # one per process that runs suites (each pytest-xdist worker has its own)
 atexit.register(SERVER.close)
 
