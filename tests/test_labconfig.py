@@ -103,6 +103,33 @@ def test_defaults_without_devices_are_the_mock(tmp_path: Path) -> None:
     assert (lab.backend, lab.devices, lab.workers, lab.distributed) == ("mock", (), 1, False)
 
 
+def test_a_lab_without_devices_spreads_the_tests_over_its_workers(tmp_path: Path) -> None:
+    """``workers = 2`` in a mock lab is honoured (``-n 2 --dist load``), not dropped."""
+    from types import SimpleNamespace
+
+    from fixtures.labconfig import apply
+
+    lab = parse(write(tmp_path / "lab.toml", "[run]\nworkers = 2\n"))
+    assert (lab.backend, lab.each, lab.workers, lab.distributed) == ("mock", False, 2, True)
+    controller = SimpleNamespace(option=_options())
+    apply(controller, lab)  # type: ignore[arg-type]
+    assert (controller.option.numprocesses, controller.option.dist) == (2, "load")
+
+
+def test_reports_are_relative_to_the_lab_file_and_the_command_line_wins(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fixtures.labconfig import apply
+
+    lab = parse(write(tmp_path / "lab.toml", '[run]\nreports = "out"\n'))
+    assert lab.options["reports"] == str(tmp_path / "out")
+    for given, no_reports, want in ((None, False, str(tmp_path / "out")), ("mine", False, "mine"),
+                                    (None, True, None)):
+        config = SimpleNamespace(option=_options(reports=given, no_reports=no_reports))
+        apply(config, lab)  # type: ignore[arg-type]
+        assert config.option.reports == want
+
+
 def test_expectation_paths_are_relative_to_the_lab_file_then_the_repository(tmp_path: Path) -> None:
     sub = tmp_path / "conf"
     sub.mkdir()
@@ -132,7 +159,7 @@ def test_each_false_spreads_over_workers_and_needs_one_peer(tmp_path: Path) -> N
     ("[run]\nworkers = \"two\"\n", "workers must be int, not str"),
     ("[run]\nstrict = 1\n", "strict must be bool, not int"),
     ("[run]\nopen_path = \"fast\"\n", "open_path must be one of auto, cdev, legacy"),
-    ("[run]\nioctl_timeout = 0\n", "ioctl_timeout must be a positive number"),
+    ("[run]\nioctl_timeout = 0\n", "ioctl_timeout 0: give a number of seconds above 0"),
     ("[run]\nkernel_profile = \"5.4\"\n", "unknown kernel_profile '5.4'"),
     ("[[device]]\npeer = \"0000:3b:00.2\"\n", "[[device]] 1: a name is required"),
     ("[[device]]\nname = \"3b:00.1\"\ncolour = \"red\"\n", "[[device]] 1: unknown key 'colour'"),
@@ -247,8 +274,8 @@ def _options(**kw: object) -> object:
     from types import SimpleNamespace
 
     base: dict[str, object] = {"vfio_device": [], "vfio_peer": None, "vfio_incompatible": None, "backend": "mock",
-                               "expectations": [], "numprocesses": None, "dist": "no", "reports": "reports",
-                               "open_path": "auto", "hazard_timeout": 5.0, "ioctl_timeout": 10.0,
+                               "expectations": [], "numprocesses": None, "dist": "no", "reports": None,
+                               "no_reports": False, "open_path": "auto", "hazard_timeout": 5.0, "ioctl_timeout": 10.0,
                                "kernel_profile": None, "strict": False, "run_hazards": False}
     base.update(kw)
     return SimpleNamespace(**base)
