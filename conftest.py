@@ -1,5 +1,3 @@
-"""vfio-mig-cts: the conformance plugin is loaded for every run from this directory."""
+"""vfio-mig-cts: the conformance plugin is loaded for every run from this directory (fixtures/plugins.py)."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.reporting", "fixtures.health", "fixtures.killmatrix",
-                  "fixtures.labconfig", "fixtures.matrix", "fixtures.ktap", "fixtures.environment",
-                  "fixtures.stateful_options"]
+pytest_plugins = ["fixtures.plugins"]

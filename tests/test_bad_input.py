@@ -345,6 +345,7 @@ FILES: dict[str, str | bytes] = {
     "lab-workers-float.toml": LAB + "workers = 2.5\n",
     "lab-workers-bool.toml": LAB + "workers = true\n",
     "lab-run-not-table.toml": "run = 5\n",
+    "lab-strict.toml": LAB + "strict = true\n",
     "lab-empty-reports.toml": LAB + 'reports = ""\n',
     "exp-list.toml": "expect = [1, 2]\n",
     "exp-driver.toml": EXPECT_OK + "driver = 5\n",
@@ -420,6 +421,8 @@ TABLE = [
         rid="cts-lab-workers-float"),
     row(CTS, "--lab", "{tmp}/lab-workers-bool.toml", says="workers must be int, not bool", rid="cts-lab-workers-bool"),
     row(CTS, "--lab", "{tmp}/lab-run-not-table.toml", says="run must be a table", rid="cts-lab-run-not-table"),
+    row(CTS, "--lab", "{tmp}/lab-strict.toml", says="strict is now called strict_rules (as --strict-rules",
+        rid="cts-lab-old-strict-key"),
     # ./cts: expectation files
     row(CTS, "--expectations", "{tmp}/nope.toml", says="no such file", rid="cts-exp-missing"),
     row(CTS, "--expectations", "{tmp}/binary.toml", says="not a text file", rid="cts-exp-binary"),

@@ -52,7 +52,7 @@ def test_a_full_lab_file(tmp_path: Path) -> None:
     write(tmp_path / "mine.toml", EXPECT)
     lab = parse(write(tmp_path / "lab.toml", """
 [run]
-strict = true
+strict_rules = true
 kernel_profile = "7.2"
 open_path = "cdev"
 ioctl_timeout = 20
@@ -71,7 +71,7 @@ expectations = ["mine.toml"]
 name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 """ if (ROOT / "expectations/mtty.toml").exists() else """
 [run]
-strict = true
+strict_rules = true
 kernel_profile = "7.2"
 open_path = "cdev"
 ioctl_timeout = 20
@@ -90,7 +90,7 @@ name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 """))
     assert lab.backend == "vfio" and lab.each and lab.workers == 2 and lab.distributed
     assert lab.device_names() == ["3B:00.1", "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"]
-    assert lab.options == {"strict": True, "kernel_profile": "7.2", "open_path": "cdev", "ioctl_timeout": 20}
+    assert lab.options == {"strict_rules": True, "kernel_profile": "7.2", "open_path": "cdev", "ioctl_timeout": 20}
     assert lab.backend_options == {"answer": 42}
     first = lab.devices[0]
     assert (first.peer, first.incompatible) == ("0000:5e:00.1", "0000:5e:00.2")
@@ -99,7 +99,7 @@ name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 
 
 def test_defaults_without_devices_are_the_mock(tmp_path: Path) -> None:
-    lab = parse(write(tmp_path / "lab.toml", "[run]\nstrict = false\n"))
+    lab = parse(write(tmp_path / "lab.toml", "[run]\nstrict_rules = false\n"))
     assert (lab.backend, lab.devices, lab.workers, lab.distributed) == ("mock", (), 1, False)
 
 
@@ -157,7 +157,8 @@ def test_each_false_spreads_over_workers_and_needs_one_peer(tmp_path: Path) -> N
     ("[run]\nbogus = 1\n", "[run]: unknown key 'bogus'"),
     ("[runs]\n", "unknown key 'runs'"),
     ("[run]\nworkers = \"two\"\n", "workers must be int, not str"),
-    ("[run]\nstrict = 1\n", "strict must be bool, not int"),
+    ("[run]\nstrict_rules = 1\n", "strict_rules must be bool, not int"),
+    ("[run]\nstrict = true\n", "strict is now called strict_rules (as --strict-rules on the command line)"),
     ("[run]\nopen_path = \"fast\"\n", "open_path must be one of auto, cdev, legacy"),
     ("[run]\nioctl_timeout = 0\n", "ioctl_timeout 0: give a number of seconds above 0"),
     ("[run]\nkernel_profile = \"5.4\"\n", "unknown kernel_profile '5.4'"),
@@ -276,7 +277,7 @@ def _options(**kw: object) -> object:
     base: dict[str, object] = {"vfio_device": [], "vfio_peer": None, "vfio_incompatible": None, "backend": "mock",
                                "expectations": [], "numprocesses": None, "dist": "no", "reports": None,
                                "no_reports": False, "open_path": "auto", "hazard_timeout": 5.0, "ioctl_timeout": 10.0,
-                               "kernel_profile": None, "strict": False, "run_hazards": False}
+                               "kernel_profile": None, "strict_rules": False, "run_hazards": False}
     base.update(kw)
     return SimpleNamespace(**base)
 

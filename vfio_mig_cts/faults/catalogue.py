@@ -3,7 +3,7 @@
 Each entry names the rule it breaks, a small declarative change to the mock (``Quirks`` knobs, and
 a kernel profile where the fault is the core's), and the tests that must fail against it. The
 suite's own tests run every entry: each listed test must fail (or warn, for should/convention
-rules, which ``--strict`` turns into failures), every failure must belong to the entry's rule family,
+rules, which ``--strict-rules`` turns into failures), every failure must belong to the entry's rule family,
 and the correct mock must pass everything.
 
 ``python -m vfio_mig_cts.faults.catalogue [NAME...]`` lists the entries (or those named) with their rules
