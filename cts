@@ -6,7 +6,8 @@
 #   ./cts killmatrix            the fault catalogue against the suite, as a table (reports/kill-matrix.md)
 #   ./cts lane [lane options]   build/boot the guest kernel and run the suite against mtty in it
 #   ./cts report [DIR...]       the Allure 3 HTML report of the last run (reports/allure-report; needs Node.js 20+)
-# The suite, lane and report run in the caller's directory: relative paths are the caller's.
+#   ./cts compare BEFORE AFTER  what changed between two runs' results.json (exit 1 when something got worse)
+# The suite, lane, report and compare run in the caller's directory: relative paths are the caller's.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")" && pwd)
 "$repo/scripts/setup.sh"
@@ -32,6 +33,10 @@ case "${1:-}" in
   report)
     shift
     exec "$repo/scripts/allure-report" "$@"
+    ;;
+  compare)
+    shift
+    exec "$python" -P -m vfio_mig_cts.reports.compare "$@"
     ;;
   *)
     # -P: the caller's directory is not put first on sys.path (its own fixtures/ or tests/ would shadow ours).

@@ -23,9 +23,10 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from lane.errors import LaneFailure
+from vfio_mig_cts.errors import BadInput, Parser
 
 BASELINE = Path(__file__).resolve().with_name("mtty-baseline.json")
 RUNS = ("cdev", "legacy", "hazards")
@@ -44,7 +45,7 @@ def suite_of(nodeid: str) -> str:
 
 
 def executed(records: list[dict[str, Any]]) -> dict[str, int]:
-    """Per suite file, the test cases (distinct node ids) with at least one result other than skipped."""
+    """Per suite file, the test cases (distinct node ids) that ran (not skipped, not a hazard left out)."""
     ran: dict[str, set[str]] = defaultdict(set)
     seen: set[str] = set()
     for r in records:
@@ -52,7 +53,7 @@ def executed(records: list[dict[str, Any]]) -> dict[str, int]:
         if not nodeid:
             continue
         seen.add(suite_of(nodeid))
-        if r.get("outcome") != "skipped":
+        if r.get("outcome") not in ("skipped", "hazard"):
             ran[suite_of(nodeid)].add(nodeid)
     return {suite: len(ran.get(suite, ())) for suite in sorted(seen)}
 
@@ -171,13 +172,8 @@ def check(reports: Path, runs: list[str], path: Path | None = None) -> Compariso
 BAD_INPUT = int(LaneFailure.USAGE)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise BaselineError(f"{message} (python -m lane.baseline --help)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m lane.baseline", description=__doc__,
+    p = Parser(prog="python -m lane.baseline", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog=f"Exit codes: 0 met (or written); {SHORTFALL_EXIT} fewer cases than the baseline; "
                        f"{BAD_INPUT} bad input (no results, a broken baseline file: one line says what).")
@@ -203,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lane.baseline: wrote {args.baseline}")
             return 0
         result = compare(load(args.baseline), actual, list(actual))
-    except BaselineError as exc:
+    except (BaselineError, BadInput) as exc:
         print(f"lane.baseline: {exc}", file=sys.stderr)
         return BAD_INPUT
     for line in result.lines(args.baseline):

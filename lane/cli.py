@@ -19,6 +19,7 @@ from pathlib import Path
 
 from lane import accel, arch, baseline, boot, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
+from vfio_mig_cts.errors import BadInput, Parser
 from vfio_mig_cts.numbers import SECONDS, Bounds, NumberError, count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,13 +29,8 @@ NUMBERS: dict[str, Bounds] = {"workers": count(1, 256), "suite_timeout": SECONDS
                               "attempts": count(1, 20), "jobs": count(1, 1024)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise LaneError(LaneFailure.USAGE, message)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m lane", description=__doc__,
+    p = Parser(prog="python -m lane", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Arguments after -- go to each pytest run in the guest.")
     p.add_argument("--smoke", action="store_true",
@@ -73,7 +69,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except BadInput as exc:
+        raise LaneError(LaneFailure.USAGE, str(exc)) from None
     if args.pytest_args:
         raise LaneError(LaneFailure.USAGE, f"unexpected arguments {args.pytest_args}: pytest's go after --")
     args.pytest_args = extra

@@ -7,6 +7,8 @@ key, and a cached ``bzImage`` is reused without building.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,11 +176,34 @@ def kernel_release(build_dir: Path) -> str:
     return rel.read_text().strip() if rel.exists() else "unknown"
 
 
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """One build per cache key at a time: a second lane waits for the first instead of building over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            print(f"lane: {f.read().strip() or 'another lane'} is building this kernel; waiting for it", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield
+
+
 def ensure_kernel(jobs: int | None = None) -> KernelArtifact:
     """Return the cached kernel for the current inputs, building it first if need be."""
     root = cache_root()
     pkg = source_version()
     key = build_key(pkg, FRAGMENT.read_bytes(), virtme_version())
+    with build_lock(root / "build" / f"{key}.lock"):
+        return _ensure_kernel(root, pkg, key, jobs)
+
+
+def _ensure_kernel(root: Path, pkg: str, key: str, jobs: int | None) -> KernelArtifact:
     kdir = root / "kernels" / key
     image, config = kdir / "bzImage", kdir / "config"
     if image.exists() and config.exists():

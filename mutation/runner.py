@@ -30,9 +30,9 @@ import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from mutation import quirk_only
+from vfio_mig_cts.errors import BadInput, Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "mutation"
@@ -445,20 +445,11 @@ def cmd_report(workdir: Path, settings: Settings) -> None:
           f"written {RESULTS.relative_to(ROOT)}, {SURVIVORS.relative_to(ROOT)}")
 
 
-class UsageError(Exception):
-    """Bad input to ``python -m mutation``: one line, exit 4 (as every entry point of the project)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (python -m mutation --help)")
-
-
 def session_db(workdir: Path) -> Path:
-    """The session's database, or a ``UsageError`` saying how to start one."""
+    """The session's database, or a ``BadInput`` saying how to start one."""
     db = workdir / "session.sqlite"
     if not db.is_file():
-        raise UsageError(f"no mutation session in {workdir}: start one with python -m mutation init "
+        raise BadInput(f"no mutation session in {workdir}: start one with python -m mutation init "
                          "(or name its folder with --workdir)")
     return db
 
@@ -466,17 +457,17 @@ def session_db(workdir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except UsageError as exc:
+    except BadInput as exc:
         print(f"mutation: {exc}", file=sys.stderr)
         return 4
 
 
 def _main(argv: list[str] | None) -> int:
-    ap = _Parser(prog="python -m mutation", description=__doc__,
+    ap = Parser(prog="python -m mutation", description=__doc__,
                  formatter_class=argparse.RawDescriptionHelpFormatter,
                  epilog="Exit codes: 0 done; 1 (check) a mutant survived; 4 bad input (one line says what to do).")
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    sub = ap.add_subparsers(dest="cmd", parser_class=_Parser)
+    sub = ap.add_subparsers(dest="cmd", parser_class=Parser)
     p_init = sub.add_parser("init", help="snapshot the project and enumerate the mutants")
     p_init.add_argument("--fresh", action="store_true", help="discard the session and start over")
     sub.add_parser("run", help="run the pending mutants (init first if there is no session)")
@@ -490,7 +481,7 @@ def _main(argv: list[str] | None) -> int:
     settings = load_settings()
     workdir: Path = args.workdir.expanduser().resolve()
     if workdir.exists() and not workdir.is_dir():
-        raise UsageError(f"--workdir {args.workdir} is a file, not a folder: name a folder")
+        raise BadInput(f"--workdir {args.workdir} is a file, not a folder: name a folder")
     if args.cmd == "init":
         cmd_init(workdir, settings, args.fresh)
     elif args.cmd in (None, "run"):
@@ -508,7 +499,7 @@ def _main(argv: list[str] | None) -> int:
         known = {m.mid for m in mutants(session_db(workdir))}
         unknown = [i for i in args.ids if i not in known]
         if unknown:
-            raise UsageError(f"check: unknown mutant id {unknown[0]!r}: the ids are in mutation/results.md "
+            raise BadInput(f"check: unknown mutant id {unknown[0]!r}: the ids are in mutation/results.md "
                              "and mutation/survivors.json (e.g. driver.NumberReplacer.3)")
         return 1 if cmd_check(workdir, settings, args.ids, args.survivors) else 0
     return 0

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from fixtures.plugin import backend_of, feature_set_id, is_real
+from fixtures.plugin import backend_of, feature_set_id
 from vfio_mig_cts.backends.protocol import (
     ArcTrace,
     Backend,
     ErrorInjection,
+    Hazard,
     KernelLog,
     MigrationDevice,
     flags_name,
@@ -25,6 +26,7 @@ from vfio_mig_cts.judging.checks import check_path, refusal_rule
 from vfio_mig_cts.judging.containment import run_contained
 from vfio_mig_cts.judging.driving import Session, reach, reset, set_and_get
 from vfio_mig_cts.judging.verdict import Verdict, errno_name
+from vfio_mig_cts.reports.record import Case
 from vfio_mig_cts.spec import model
 from vfio_mig_cts.uapi.vfio import State, state_name
 
@@ -41,6 +43,10 @@ class ArcCase:
     def id(self) -> str:
         return f"{feature_set_id(self.flags)}-{self.frm.name}->{state_name(self.to)}"
 
+    def as_case(self) -> Case:
+        """The arc as the report's data (the matrix's row and column)."""
+        return Case(from_state=self.frm.name, to_state=state_name(self.to))
+
     @property
     def blocked(self) -> bool:
         return self.frm == State.STOP_COPY and self.to in (State.PRE_COPY, State.PRE_COPY_P2P) \
@@ -50,14 +56,15 @@ class ArcCase:
     def from_error(self) -> bool:
         return self.frm == State.ERROR and self.to != State.ERROR
 
-    @property
-    def hazard(self) -> str:
-        """Why this request is known to hang or crash some kernels ('' when it is not)."""
+    def hazard_marks(self) -> list[pytest.MarkDecorator]:
+        """The request is known to hang or crash some kernels (fixtures/hazards.py decides where it runs)."""
         if self.blocked:
-            return "blocked arc: spins forever under the driver's mutex on kernels without the loop fix"
+            return [pytest.mark.hazard(f"{self.id} spins forever on kernels without 'vfio: prevent infinite loop "
+                                       "in vfio_mig_get_next_state() on blocked arc'", kind=Hazard.BLOCKED_ARC)]
         if self.from_error:
-            return "SET from ERROR trips the core's WARN_ON (fatal under panic_on_warn)"
-        return ""
+            return [pytest.mark.hazard(f"{self.id} trips the core's WARN_ON (fatal under panic_on_warn)",
+                                       kind=Hazard.SET_FROM_ERROR)]
+        return []
 
 
 def arc_cases(backend: Backend) -> list[ArcCase]:
@@ -70,8 +77,7 @@ def arc_cases(backend: Backend) -> list[ArcCase]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "arc" in metafunc.fixturenames:
         cases = arc_cases(backend_of(metafunc.config))
-        params = [pytest.param(c, id=c.id, marks=[pytest.mark.hazard(c.hazard)] if c.hazard else [])
-                  for c in cases]
+        params = [pytest.param(c, id=c.id, marks=c.hazard_marks()) for c in cases]
         metafunc.parametrize("arc", params)
 
 
@@ -79,17 +85,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def test_arc(arc: ArcCase, dut: MigrationDevice, verdict: Verdict, session: Session,
              request: pytest.FixtureRequest) -> None:
     """A SET from every reachable state to every value: success, state, data_fd and path per the model."""
-    backend = backend_of(request.config)
-    profile = backend.kernel_profile()
-    hazard = arc.blocked or (arc.from_error and profile.warn_on_set_from_error)
-    if hazard and is_real(backend) and not request.config.getoption("run_hazards"):
-        safe = arc.blocked and profile.blocked_arc_fix
-        if not safe:
-            pytest.skip(f"hazard not run: {arc.id} "
-                        + ("spins forever on kernels without 'vfio: prevent infinite loop in "
-                           "vfio_mig_get_next_state() on blocked arc'" if arc.blocked
-                           else "trips the core's WARN_ON (fatal under panic_on_warn)")
-                        + "; --run-hazards runs it")
     try:
         _run_arc(arc, dut, verdict, session, request)
     finally:

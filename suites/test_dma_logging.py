@@ -16,9 +16,9 @@ from typing import TypeVar
 import pytest
 
 from fixtures.plugin import backend_of
-from vfio_mig_cts.backends.protocol import MigrationDevice
+from vfio_mig_cts.backends.protocol import DmaWriter, MigrationDevice
 from vfio_mig_cts.judging import dma
-from vfio_mig_cts.judging.dma import LOG_MAX_RANGES, U64_MAX, DmaWriter
+from vfio_mig_cts.judging.dma import LOG_MAX_RANGES, U64_MAX
 from vfio_mig_cts.judging.verdict import Verdict, errno_name
 
 P = 4096

@@ -20,8 +20,16 @@ import pytest
 
 from fixtures.plugin import backend_of, is_real
 from fixtures.stateful_options import RACE_TIMEOUT_MOCK, option
-from vfio_mig_cts.backends.protocol import POLLIN, DataStream, MigrationDevice, get_state, set_state
-from vfio_mig_cts.exploration.races import OpenAgain, RaceWindow, Ran, race, reraise, wait_done
+from vfio_mig_cts.backends.protocol import (
+    POLLIN,
+    DataStream,
+    MigrationDevice,
+    OpenAgain,
+    RaceWindow,
+    get_state,
+    set_state,
+)
+from vfio_mig_cts.exploration.races import Ran, race, reraise, wait_done
 from vfio_mig_cts.judging.checks import check_stopcopy_read
 from vfio_mig_cts.judging.driving import (
     Session,

@@ -26,8 +26,8 @@ from typing import TypeVar
 import pytest
 
 from fixtures.plugin import backend_of, feature_set_id, is_real
-from vfio_mig_cts.backends.protocol import MigrationDevice, Reopen, get_state, set_state
-from vfio_mig_cts.judging.containment import Losable, run_contained
+from vfio_mig_cts.backends.protocol import Hazard, Losable, MigrationDevice, Reopen, get_state, set_state
+from vfio_mig_cts.judging.containment import run_contained
 from vfio_mig_cts.judging.driving import Session
 from vfio_mig_cts.judging.resume_cases import Live, check_dead, migrate_again, open_session, reset_out_of
 from vfio_mig_cts.judging.verdict import Verdict, errno_name
@@ -69,8 +69,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     sets = backend_of(metafunc.config).feature_sets()
     modes = MODES[:1] if metafunc.function.__name__ == "test_close_data_fd" else MODES[1:]
     cases = reopen_cases(sets, modes)
-    metafunc.parametrize("arc", [pytest.param(c, id=c.id, marks=[pytest.mark.hazard(MTTY_OOPS)] if c.hazard else [])
-                                 for c in cases])
+    oops = [pytest.mark.hazard(MTTY_OOPS, kind=Hazard.DRIVER)]
+    metafunc.parametrize("arc", [pytest.param(c, id=c.id, marks=oops if c.hazard else []) for c in cases])
 
 
 @pytest.fixture
@@ -169,8 +169,6 @@ def test_reopen_device(case: ReopenCase, dut: MigrationDevice, verdict: Verdict,
     if not isinstance(dut, Reopen):
         pytest.skip(f"backend {backend_of(request.config).name} cannot close and reopen a device "
                     "(no Reopen capability)")
-    if case.hazard and is_real(backend_of(request.config)) and not request.config.getoption("run_hazards"):
-        pytest.skip(f"hazard not run: {MTTY_OOPS}; --run-hazards runs it")
     flags = case.flags
     live = open_session(dut, flags, verdict, session, case.state)
     kept: list[Live] = []

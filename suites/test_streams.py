@@ -317,7 +317,7 @@ def test_qemu_sequence(flags: int, dut: MigrationDevice, verdict: Verdict, sessi
         verdict.check("ARC.DATA_FD", (stream is not None) == plan.new_fd,
                       expected="a new data_fd" if plan.new_fd else "no data_fd",
                       observed="a data_fd" if stream is not None else "none", context=f"QEMU {why}")
-        return session.keep(stream)  # type: ignore[arg-type]
+        return session.keep(stream)
 
     data = bytearray()
     stream = None

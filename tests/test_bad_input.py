@@ -110,7 +110,7 @@ class Host:
         return self
 
     def pci(self, addr: str, **kw: str | None) -> Host:
-        make_pci(self.sys, addr, **kw)  # type: ignore[arg-type]
+        make_pci(self.sys, addr, **kw)
         return self
 
     def lab(self, *devices: str, backend: str = "vfio", extra: str = "") -> Path:
@@ -323,10 +323,12 @@ def test_bind_vfio_binds_runs_and_restores_in_the_selftests_order(host: Host) ->
 # entry point's prefix, and print no "Traceback" and no "INTERNALERROR" anywhere.
 
 CTS, LANE, BIND, REPORT = ("./cts",), (sys.executable, "-m", "lane"), ("scripts/bind-vfio",), ("./cts", "report")
+COMPARE = ("./cts", "compare")
 BENCH = (sys.executable, "benchmarks/bench_mock_suite.py")
 MUTATION = (sys.executable, "-m", "mutation", "--workdir", "{tmp}/no-session")
 FAULTS = (sys.executable, "-m", "vfio_mig_cts.faults")
 PREFIX = {CTS: "ERROR: ", LANE: "lane: USAGE (exit 4): ", BIND: "bind-vfio: ", REPORT: "allure-report: ",
+          COMPARE: "./cts compare: ",
           BENCH: "", MUTATION: "mutation: ", FAULTS: "catalogue: "}
 LAB = "[run]\n"
 EXPECT_OK = '[[expect]]\nrule = "ARC.BLOCKED"\nreason = "r"\n'
@@ -487,6 +489,16 @@ TABLE = [
         rid="report-output-not-a-report"),
     row(REPORT, "{tmp}/results", "-o", "/proc/nope", says="cannot create -o /proc/nope",
         rid="report-output-uncreatable"),
+    # ./cts compare
+    row(COMPARE, "{tmp}/nope", "{tmp}/nope2", says="{tmp}/nope: not a vfio-mig-cts results file",
+        rid="compare-missing"),
+    row(COMPARE, "{tmp}/binary.toml", "{tmp}/binary.toml", says="not a vfio-mig-cts results file",
+        rid="compare-binary"),
+    row(COMPARE, "{tmp}/exp-list.toml", "{tmp}/exp-list.toml", says="not a vfio-mig-cts results file",
+        rid="compare-not-results"),
+    row(COMPARE, "{tmp}/empty-dir", "{tmp}/empty-dir", says="{tmp}/empty-dir/results.json", rid="compare-empty-dir"),
+    row(COMPARE, "{tmp}/nope", says="the following arguments are required: after", rid="compare-one-argument"),
+    row(COMPARE, "--bogus", "a", "b", says="unrecognized arguments: --bogus", rid="compare-unknown-option"),
     # the other tools
     row(BENCH, "abc", says="RUNS 'abc': give an integer from 1 to 100", rid="bench-runs-text"),
     row(BENCH, "0", says="RUNS '0'", rid="bench-runs-0"),

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from fixtures.ktap import render
-from fixtures.matrix import Record
 from tests.kernel_source import require_source
+from tests.records import DATA_FD, SHORTEST, rec, run
 from vfio_mig_cts.faults.suite_run import run_suite
+from vfio_mig_cts.reports.ktap import render as render_run
+from vfio_mig_cts.reports.record import RunStatus, TestRecord
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +51,14 @@ def errors(test: Any) -> int:
     return int(test.counts.errors) + sum(errors(s) for s in test.subtests)
 
 
-def rec(nodeid: str, outcome: str = "passed", reason: str = "", device: str = "mock-dut",
-        diagnostics: list[str] | None = None) -> Record:
-    return Record(nodeid=nodeid, device=device, driver="mock", outcome=outcome, reason=reason,
-                  diagnostics=diagnostics or [])
+def render(tests: list[TestRecord], status: RunStatus = RunStatus.COMPLETE) -> str:
+    return render_run(run(tests, status))
 
 
 KINDS = [
     rec("suites/test_arcs.py::test_arc[p2p-RUNNING->STOP]"),
-    rec("suites/test_arcs.py::test_arc[p2p-STOP->RUNNING]", "failed", "ARC.DATA_FD: expected: no data_fd",
-        diagnostics=["[ARC.DATA_FD must] include/uapi/linux/vfio.h:1037: \"If the new_state ...\"",
-                     "  expected: no data_fd", "  observed: a data_fd"]),
-    rec("suites/test_arcs.py::test_arc[p2p-STOP->RESUMING]", "warning", "ARC.SHORTEST_PATH",
-        diagnostics=["[ARC.SHORTEST_PATH should] include/uapi/linux/vfio.h:1193: \"- Select the shortest path.\""]),
+    rec("suites/test_arcs.py::test_arc[p2p-STOP->RUNNING]", "failed", DATA_FD.text(), findings=(DATA_FD,)),
+    rec("suites/test_arcs.py::test_arc[p2p-STOP->RESUMING]", "warning", SHORTEST.text(), findings=(SHORTEST,)),
     rec("suites/test_arcs.py::test_arc[p2p-STOP_COPY->PRE_COPY]", "hazard",
         "hazard not run: p2p-STOP_COPY->PRE_COPY spins forever; --run-hazards runs it"),
     rec("suites/test_plumbing.py::test_argsz[stop_copy]", "skipped", "unavailable: no peer"),
@@ -73,7 +69,7 @@ KINDS = [
 
 
 def test_every_outcome_kind_parses_to_its_status(kunit_parser: ModuleType) -> None:
-    text = render(KINDS, ["vfio-mig-cts conformance results", "device mock-dut driver mock"])
+    text = render(KINDS)
     assert text.startswith("KTAP version 1\n")
     main = parse(kunit_parser, text)
     status = kunit_parser.TestStatus
@@ -98,7 +94,7 @@ def test_warnings_and_failures_carry_diagnostics(kunit_parser: ModuleType) -> No
     text = render(KINDS)
     lines = text.splitlines()
     i = lines.index("    ok 3 test_arc[p2p-STOP->RESUMING]")
-    assert lines[i - 1].startswith("    # WARNING: [ARC.SHORTEST_PATH should]")
+    assert lines[i - 1].startswith("    # WARNING: ARC.SHORTEST_PATH (should): expected RESUMING reached")
     assert "    ok 4 test_arc[p2p-STOP_COPY->PRE_COPY] # SKIP hazard not run: " in text
     assert "    ok 2 test_wrong_op[stop_copy] # XFAIL known failure: FEAT.WRONG_OP: mtty bug" in text
     main = parse(kunit_parser, text)
@@ -110,9 +106,8 @@ def test_warnings_and_failures_carry_diagnostics(kunit_parser: ModuleType) -> No
 
 def test_hostile_names_and_messages_stay_parseable(kunit_parser: ModuleType) -> None:
     records = [
-        rec("suites/test_x.py::test_a[dev#2]", "failed", "line one\nok 1 not a result",
-            diagnostics=["ok 7 fake result", "Kernel panic - not syncing: VFS: no root", "# Subtest: fake",
-                         "KTAP version 1", "1..3"]),
+        rec("suites/test_x.py::test_a[dev#2]", "failed", "line one\nok 1 not a result\nok 7 fake result\n"
+            "Kernel panic - not syncing: VFS: no root\n# Subtest: fake\nKTAP version 1\n1..3"),
         rec("suites/test_x.py::TestK::test_b", "skipped", "a reason\nwith two lines # and a hash"),
         rec("suites/test_x.py::test_c"),
     ]
@@ -152,7 +147,7 @@ def test_a_mock_run_writes_ktap_that_matches_its_results(kunit_parser: ModuleTyp
     main = parse(kunit_parser, text)
     assert errors(main) == 0, text[:3000]
     results = json.loads((tmp_path / "reports" / "results.json").read_text())["results"]
-    calls = {r["nodeid"].split("::", 1)[1]: r["outcome"] for r in results if r["when"] == "call"}
+    calls = {r["nodeid"].split("::", 1)[1]: r["outcome"] for r in results}
     by_name = {t.name: t.status.name for t in leaves(main)}
     assert set(by_name) == set(calls)
     expected = {"passed": "SUCCESS", "warning": "SUCCESS", "xfailed": "SUCCESS", "failed": "FAILURE",
@@ -160,3 +155,10 @@ def test_a_mock_run_writes_ktap_that_matches_its_results(kunit_parser: ModuleTyp
     assert {n: expected[o] for n, o in calls.items()} == by_name
     assert {"warning", "failed", "xfailed"} <= set(calls.values())
     assert "# XFAIL known failure: ARC.DATA_FD: the fault returns a data_fd here" in text
+
+
+def test_an_interrupted_run_is_not_a_success(kunit_parser: ModuleType) -> None:
+    text = render([rec("suites/test_x.py::test_c")], RunStatus.INTERRUPTED)
+    main = parse(kunit_parser, text)
+    assert main.status != kunit_parser.TestStatus.SUCCESS, text
+    assert "not ok 2 run_complete" in text and "# run interrupted;" in text

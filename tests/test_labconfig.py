@@ -241,7 +241,7 @@ expectations = ["devB.toml"]
     assert "xfailed" in by_device["devB"].values()  # devB's own expectation file, devB only
     # JUnit: a testsuite per device
     suites = [s.get("name", "") for s in ET.parse(reports / "junit.xml").getroot().iter("testsuite")]
-    assert sorted(suites) == ["pytest@devA", "pytest@devB"]
+    assert sorted(suites) == ["vfio-mig-cts@devA", "vfio-mig-cts@devB"]
     # KTAP: a suite per file and device
     ktap = (reports / "results.ktap").read_text()
     assert "# Subtest: test_arcs@devA" in ktap and "# Subtest: test_arcs@devB" in ktap

@@ -1,4 +1,4 @@
-"""The conformance matrix (terminal and SVG), the families view, and the Allure/JUnit extras of a run."""
+"""The conformance matrix (terminal and SVG), the families view, and the Allure/JUnit renderers."""
 
 from __future__ import annotations
 
@@ -8,28 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import environment
-from fixtures.matrix import (
-    Record,
+from tests.records import arc, rec, run
+from vfio_mig_cts.faults.suite_run import run_suite
+from vfio_mig_cts.reports import allure, junit
+from vfio_mig_cts.reports.matrix import (
     families,
     families_svg,
-    finding_summary,
     grid_lines,
     grid_svg,
     grids,
     safe_name,
     side_by_side,
+    terminal_lines,
     write_svgs,
 )
-from vfio_mig_cts.faults.suite_run import run_suite
+from vfio_mig_cts.reports.record import Finding
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def arc(fs: str, frm: str, to: str, outcome: str = "passed", device: str = "dev0", reason: str = "") -> Record:
-    return Record(nodeid=f"suites/test_arcs.py::test_arc[{fs}-{frm}->{to}]", device=device, driver="drv",
-                  outcome=outcome, reason=reason, rules=("ARC.TRANSITION", "ARC.DATA_FD"),
-                  broken=("ARC.DATA_FD",) if outcome in ("failed", "xfailed") else ())
 
 
 def cell_fills(svg_text: str) -> dict[str, str]:
@@ -48,13 +43,13 @@ def test_arc_ids_make_one_grid_per_device_and_feature_set() -> None:
     records = [arc("p2p+pre_copy", "RUNNING", "STOP"), arc("stop_copy", "STOP", "RUNNING", "failed"),
                arc("stop_copy", "STOP", "0xffffffff"), arc("stop_copy", "ERROR", "8", "skipped"),
                arc("stop_copy", "STOP", "RUNNING", device="dev1"),
-               Record(nodeid="suites/test_plumbing.py::test_argsz[stop_copy]", device="dev0")]
+               rec("suites/test_plumbing.py::test_argsz[stop_copy]", device="dev0")]
     gs = grids(records)
     assert [(g.device, g.feature_set) for g in gs] == [("dev0", "stop_copy"), ("dev0", "p2p+pre_copy"),
                                                        ("dev1", "stop_copy")]
     g = gs[0]
     assert g.rows() == ["STOP", "ERROR"]
-    assert g.cells[("STOP", "RUNNING")].outcome == "failed"
+    assert g.cells[("STOP", "RUNNING")].outcome.value == "failed"
     assert ("ERROR", "8") in g.cells and ("STOP", "0xffffffff") in g.cells
     lines = grid_lines(g)
     assert lines[0].split() == ["stop_copy", "RUN", "8", "0xff"]
@@ -74,21 +69,22 @@ def test_every_outcome_has_its_colour_and_symbol() -> None:
 
 
 def test_svg_is_valid_xml_and_lists_what_is_wrong() -> None:
-    g = grids([arc("p2p", "STOP", "RUNNING", "failed", reason="ARC.DATA_FD: expected: no data_fd <&>"),
-               arc("p2p", "STOP", "STOP")])[0]
+    failed = arc("p2p", "STOP", "RUNNING", "failed")
+    failed.findings = (Finding("ARC.DATA_FD", "must", "x:1", "q", "no data_fd <&>", "a data_fd"),)
+    g = grids([failed, arc("p2p", "STOP", "STOP")])[0]
     text = grid_svg(g)
     root = ET.fromstring(text)
     assert root.tag == f"{SVG}svg"
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
-    assert "F STOP -> RUNNING: ARC.DATA_FD: expected: no data_fd <&>" in texts
+    assert "F STOP -> RUNNING: ARC.DATA_FD (must): expected no data_fd <&>; observed a data_fd" in texts
     assert "device dev0 (driver drv)" in texts and "feature set p2p" in texts
 
 
 def test_families_count_a_test_against_the_family_whose_rule_broke() -> None:
-    r = Record(nodeid="suites/test_x.py::t", device="d", outcome="failed",
-               rules=("ARC.TRANSITION", "FEAT.ARGSZ"), broken=("FEAT.ARGSZ",))
-    w = Record(nodeid="suites/test_x.py::u", device="d", outcome="warning",
-               rules=("ARC.SHORTEST_PATH",), broken=("ARC.SHORTEST_PATH",))
+    argsz = Finding("FEAT.ARGSZ", "must", "x:1", "q", "e", "o")
+    shortest = Finding("ARC.SHORTEST_PATH", "should", "x:1", "q", "e", "o")
+    r = rec("suites/test_x.py::t", "failed", device="d", findings=(argsz,), rules=("ARC.TRANSITION", "FEAT.ARGSZ"))
+    w = rec("suites/test_x.py::u", "warning", device="d", findings=(shortest,))
     table = families([r, w])["d"]
     assert table["plumbing"]["failed"] == 1
     assert table["arcs"]["passed"] == 1 and table["arcs"]["warning"] == 1
@@ -98,11 +94,9 @@ def test_families_count_a_test_against_the_family_whose_rule_broke() -> None:
 
 
 def test_write_svgs_names_files_by_device_and_feature_set(tmp_path: Path) -> None:
-    (tmp_path / "matrix-old-device-p2p.svg").write_text("<svg/>")
     written = write_svgs([arc("p2p+pre_copy", "RUNNING", "STOP", device="0000:3b:00.1")], tmp_path)
     assert sorted(p.name for p in written) == ["matrix-0000-3b-00.1-families.svg",
                                                "matrix-0000-3b-00.1-p2p+pre_copy.svg"]
-    assert not (tmp_path / "matrix-old-device-p2p.svg").exists()
     assert safe_name("a b/c") == "a-b-c"
 
 
@@ -111,45 +105,38 @@ def test_side_by_side_fits_the_width() -> None:
     assert side_by_side(blocks, 30, gap=2) == ["aaaaaaaaaa  cccccccccc", "b", "", "dddddddddd", ""]
 
 
-def test_finding_summary_reads_expected_and_observed() -> None:
-    text = ("E   vfio_mig_cts.judging.verdict.RuleViolation: [ARC.DATA_FD must] x\nE     expected: no data_fd\n"
-            "E     observed: a data_fd\n")
-    assert finding_summary(text, ["ARC.DATA_FD"]) == "ARC.DATA_FD: expected: no data_fd; observed: a data_fd"
-    assert finding_summary("nothing here", []) == ""
+def test_problem_lines_wrap_instead_of_cutting() -> None:
+    failed = arc("p2p", "STOP", "RUNNING", "failed")
+    failed.findings = (Finding("ARC.DATA_FD", "must", "x:1", "q", "no data_fd " + "x" * 120, "the END"),)
+    lines = terminal_lines([failed], 80)
+    problem = [line for line in lines if line.startswith(("  F ", "      "))]
+    assert len(problem) >= 2 and all(len(line) <= 80 for line in problem), problem
+    assert "the END" in problem[-1]
 
 
-def test_junit_gets_a_testsuite_per_device(tmp_path: Path) -> None:
-    xml = tmp_path / "junit.xml"
-    failure = '<failure message="x"/>'
-    cases = "".join(
-        f'<testcase classname="suites.test_arcs" name="test_a" time="1.5"><properties>'
-        f'<property name="device" value="{d}"/></properties>{failure if d == "B" else ""}'
-        "</testcase>" for d in ("A", "B"))
-    xml.write_text(f'<testsuites><testsuite name="pytest" tests="2" failures="1">{cases}</testsuite></testsuites>')
-    assert environment.split_junit(xml)
-    root = ET.parse(xml).getroot()
+def test_junit_gets_a_testsuite_per_device() -> None:
+    tests = [rec("suites/test_arcs.py::test_a", device="A"), rec("suites/test_arcs.py::test_a", "failed",
+                                                                  "boom", device="B")]
+    root = ET.fromstring(junit.render(run(tests)))
     suites = {s.get("name"): s for s in root.iter("testsuite")}
-    assert set(suites) == {"pytest@A", "pytest@B"}
-    assert suites["pytest@B"].get("failures") == "1" and suites["pytest@A"].get("failures") == "0"
+    assert set(suites) == {"vfio-mig-cts@A", "vfio-mig-cts@B"}
+    assert suites["vfio-mig-cts@B"].get("failures") == "1" and suites["vfio-mig-cts@A"].get("failures") == "0"
     assert [c.get("name") for c in root.iter("testcase")] == ["test_a @A", "test_a @B"]
-    one = tmp_path / "one.xml"
-    one.write_text('<testsuites><testsuite name="pytest"><testcase name="t"/></testsuite></testsuites>')
-    assert not environment.split_junit(one)
+    one = ET.fromstring(junit.render(run([rec("suites/test_arcs.py::t")])))
+    assert [c.get("name") for c in one.iter("testcase")] == ["t"]
 
 
-def test_categories_cover_the_four_kinds_in_both_allure_formats() -> None:
-    names = {c["name"] for c in environment.allure2_categories()}
-    assert {"driver violates a must", "should/convention warning", "kernel core bug", "environment"} <= names
-    cfg = environment.allure3_config()
-    assert {c["name"] for c in cfg["categories"]} == names
-    for c in environment.allure2_categories():
-        if "messageRegex" in c:
-            assert c["messageRegex"].startswith("(?s).*")
+def test_categories_are_the_same_in_both_allure_formats() -> None:
+    names = {c["name"] for c in allure.allure2_categories()}
+    assert {"driver violates a must", "should/convention warning", "kernel messages", "known failure",
+            "unexpected pass", "hazard not run", "environment or suite error"} == names
+    assert {c["name"] for c in allure.allure3_config()["categories"]} == names
 
 
-def test_environment_properties_escape_keys_and_values() -> None:
-    text = environment.properties({"device.1": "0000:3b:00.1", "a b": "x\ny"})
-    assert text == "device.1=0000:3b:00.1\na\\ b=x\\ny\n"
+def test_environment_properties_escape_keys_and_values(tmp_path: Path) -> None:
+    allure.write(run([rec("suites/test_x.py::t", device="0000:3b:00.1")]), tmp_path, [])
+    text = (tmp_path / "environment.properties").read_text()
+    assert "host1.device.1=0000:3b:00.1\n" in text and "host1.run.status=complete\n" in text
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +166,8 @@ def test_a_run_under_xdist_writes_the_matrix_images(fault_run: Path) -> None:
 def test_a_run_writes_allure_environment_categories_and_attachments(fault_run: Path) -> None:
     allure = fault_run / "allure-results"
     props = (allure / "environment.properties").read_text()
-    for key in ("backend=mock", "device.1=mock-dut", "device.1.driver=mock", "device.1.flags=", "kernel=",
-                "kernel.profile=debian-6.12.117"):
+    for key in ("backend=mock", "device.1=mock-dut", "device.1.driver=mock", "feature_sets=stop_copy",
+                "kernel.release=", "kernel.profile=debian-6.12.117"):
         assert key in props, props
     json.loads((allure / "categories.json").read_text())
     attached = [a["name"] for g in allure.glob("*-globals.json") for a in json.loads(g.read_text())["attachments"]]
@@ -189,5 +176,6 @@ def test_a_run_writes_allure_environment_categories_and_attachments(fault_run: P
                   if "test_arc[p2p-STOP->RUNNING]" in p.read_text())
     labels = {(label["name"], label["value"]) for label in result["labels"]}
     assert ("parentSuite", "mock-dut") in labels and ("feature", "arcs") in labels
-    assert ("category", "driver violates a must") in labels
+    assert ("outcome", "failed") in labels
+    assert result["statusDetails"]["message"].startswith("FAIL: ARC.")
     assert "> If the new_state starts a new data transfer session" in result["description"]

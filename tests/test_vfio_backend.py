@@ -24,7 +24,9 @@ from vfio_mig_cts.backends.protocol import (
     DeviceProfile,
     FdStream,
     KernelLog,
+    Losable,
     MigrationDevice,
+    OpenAgain,
     Reopen,
     Role,
     Unavailable,
@@ -40,8 +42,6 @@ from vfio_mig_cts.backends.vfio.kernel import KernelIdentity
 from vfio_mig_cts.backends.vfio.locking import DeviceLock, Quarantine
 from vfio_mig_cts.backends.vfio.sysfs import ResolvedDevice
 from vfio_mig_cts.backends.vfio.timeouts import IoctlHang
-from vfio_mig_cts.exploration.races import OpenAgain
-from vfio_mig_cts.judging.containment import Losable
 from vfio_mig_cts.judging.driving import Session, restore_running
 from vfio_mig_cts.uapi import vfio as uapi
 from vfio_mig_cts.uapi.vfio import Feature, MigFlag, State

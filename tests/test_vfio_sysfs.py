@@ -116,7 +116,7 @@ def test_cdev_spec_resolves_to_the_device_behind_it(sysfs: Sysfs) -> None:
 def test_unusable_devices_fail_with_one_line(sysfs: Sysfs, spec: str, build: dict[str, str | None] | None,
                                              says: str) -> None:
     if build is not None:
-        make_pci(sysfs.root, "0000:3b:00.1", **build)  # type: ignore[arg-type]
+        make_pci(sysfs.root, "0000:3b:00.1", **build)
     with pytest.raises(BackendError) as info:
         sysfs.resolve(parse_spec(spec))
     assert says in str(info.value)

@@ -40,6 +40,18 @@ class Unavailable(Exception):
     """The backend cannot provide what a test asked for; ``str()`` is the skip reason."""
 
 
+class DeviceUnusable(RuntimeError):
+    """A device went bad earlier in the run (a finding named it) and is not used again; ``str()`` says why."""
+
+
+class Hazard(enum.Enum):
+    """Kinds of request known to hang or crash some kernels (a ``hazard`` mark's ``kind``)."""
+
+    BLOCKED_ARC = "blocked-arc"  # STOP_COPY -> PRE_COPY{,_P2P}: spins in the core without the loop fix
+    SET_FROM_ERROR = "set-from-error"  # the core WARN_ONs (fatal under panic_on_warn)
+    DRIVER = "driver"  # a driver's known crash (mtty's oops after a close in RESUMING): hazardous everywhere
+
+
 @dataclass(frozen=True)
 class KernelProfile:
     """Core behaviour that differs between kernels (drivers/vfio/vfio_main.c history)."""
@@ -57,6 +69,14 @@ class KernelProfile:
     warn_on_set_from_error: bool = True
     # Kernel release this profile was detected from, when it was.
     release: str = ""
+
+    def hazardous(self, kind: Hazard) -> bool:
+        """Whether a request of this kind may hang or crash this kernel."""
+        if kind is Hazard.BLOCKED_ARC:
+            return not self.blocked_arc_fix
+        if kind is Hazard.SET_FROM_ERROR:
+            return self.warn_on_set_from_error
+        return True
 
     def describe(self) -> str:
         return (f"{self.name} (unknown feature -> {errno.errorcode[self.unknown_feature_errno]}, "
@@ -171,7 +191,10 @@ class MigrationDevice(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """A source of devices. ``--backend`` names one; the suite asks it for devices by role."""
+    """A source of devices. ``--backend`` names one; the suite asks it for devices by role.
+
+    ``real``: whether its devices are real (hazardous requests are then not run unless asked for); a
+    backend without the attribute is taken as real."""
 
     name: str
 
@@ -234,6 +257,37 @@ class Reopen(Protocol):
     """
 
     def reopen(self) -> None: ...
+
+
+@runtime_checkable
+class DmaWriter(Protocol):
+    """Makes the device write guest memory by DMA (the mock's hook; a real device needs a profile)."""
+
+    def dma_write(self, iova: int, length: int) -> None: ...
+
+
+@runtime_checkable
+class Losable(Protocol):
+    """A device the backend can write off for the rest of the run (the vfio backend's quarantine)."""
+
+    def mark_lost(self, reason: str) -> None: ...
+
+    def lost_reason(self) -> str | None: ...
+
+
+@runtime_checkable
+class RaceWindow(Protocol):
+    """The driver sleeps this long inside each arc and each read, holding its locks (the mock)."""
+
+    def widen_race_window(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class OpenAgain(Protocol):
+    """Opens the device a second time while this handle stays open (the group path allows it; the cdev
+    path refuses with EINVAL). The new handle's ``close()`` closes only that open."""
+
+    def open_again(self) -> MigrationDevice: ...
 
 
 # --- operations every backend gets for free, built on feature() -----------------------------------
@@ -322,7 +376,7 @@ class FdStream:
     def precopy_info(self, arg: bytes) -> bytes:
         import fcntl
         buf = ctypes.create_string_buffer(bytes(arg), max(len(arg), uapi.PRECOPY_INFO_SIZE))
-        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)  # type: ignore[call-overload]
+        fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)
         return bytes(buf.raw[: len(arg)])
 
     def poll(self, events: int, timeout_ms: int) -> int:
@@ -342,11 +396,17 @@ __all__ = [
     "KERNEL_PROFILES",
     "Backend",
     "DataStream",
+    "DeviceUnusable",
+    "DmaWriter",
     "FdStream",
     "FeatureReply",
+    "Hazard",
     "KernelProfile",
+    "Losable",
     "MigrationDevice",
+    "OpenAgain",
     "PrecopyInfo",
+    "RaceWindow",
     "Role",
     "State",
     "Unavailable",

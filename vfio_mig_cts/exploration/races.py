@@ -13,24 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-from vfio_mig_cts.backends.protocol import MigrationDevice
-
-
-@runtime_checkable
-class RaceWindow(Protocol):
-    """The driver sleeps this long inside each arc and each read, holding its locks (the mock)."""
-
-    def widen_race_window(self, seconds: float) -> None: ...
-
-
-@runtime_checkable
-class OpenAgain(Protocol):
-    """Opens the device a second time while this handle stays open (the group path allows it; the cdev
-    path refuses with EINVAL). The new handle's ``close()`` closes only that open."""
-
-    def open_again(self) -> MigrationDevice: ...
+from typing import Any
 
 
 @dataclass

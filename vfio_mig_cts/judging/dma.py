@@ -16,7 +16,6 @@ import mmap
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 from vfio_mig_cts.backends.protocol import MigrationDevice
 from vfio_mig_cts.uapi import vfio as uapi
@@ -30,13 +29,6 @@ LOG_MAX_RANGES = PAGE_SIZE // RANGE.size  # drivers/vfio/vfio_main.c: PAGE_SIZE 
 U64_MAX = (1 << 64) - 1
 
 _ABANDONED: list[object] = []  # buffers of calls that timed out: the kernel may still write them
-
-
-@runtime_checkable
-class DmaWriter(Protocol):
-    """Makes the device write guest memory by DMA (the mock's hook; a real device needs a profile)."""
-
-    def dma_write(self, iova: int, length: int) -> None: ...
 
 
 def _keep_if_hung(exc: OSError, *buffers: object) -> None:

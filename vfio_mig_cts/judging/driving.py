@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from vfio_mig_cts.backends.protocol import (
     DataStream,
     ErrorInjection,
+    Losable,
     MigrationDevice,
     Unavailable,
     get_state,
     set_state,
 )
-from vfio_mig_cts.judging.containment import Losable
 from vfio_mig_cts.judging.verdict import Verdict, errno_name
 from vfio_mig_cts.spec import model
 from vfio_mig_cts.uapi.vfio import State, state_name

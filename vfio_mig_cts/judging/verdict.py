@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno as errno_mod
 from dataclasses import dataclass, field
 
+from vfio_mig_cts.reports.record import Finding as RecordFinding
 from vfio_mig_cts.spec.registry import Force, Rule, rule
 
 
@@ -29,13 +30,14 @@ class Finding:
     observed: str
     context: str = ""
 
+    def record(self) -> RecordFinding:
+        """The finding as the reports carry it (rule, force, quote and source as fields)."""
+        r = self.rule
+        return RecordFinding(rule=r.id, force=r.force.value, source=r.source, quote=r.quote,
+                             expected=self.expected, observed=self.observed, context=self.context)
+
     def message(self) -> str:
-        lines = [self.rule.headline()]
-        if self.context:
-            lines.extend(f"  {line}" for line in self.context.splitlines())
-        lines.append(f"  expected: {self.expected}")
-        lines.append(f"  observed: {self.observed}")
-        return "\n".join(lines)
+        return self.record().text()
 
 
 class RuleViolation(AssertionError):

@@ -208,6 +208,7 @@ class MockBackend:
     """The embedded default backend: a fresh mock device per request, in any feature set."""
 
     name = "mock"
+    real = False  # hazardous requests always run: nothing can hang or crash
 
     def __init__(self, quirks: Quirks | None = None, profile: str = DEFAULT_PROFILE,
                  state_size: int = 256) -> None:

@@ -99,6 +99,7 @@ class VfioBackend:
     """The real-kernel backend (see the module rules)."""
 
     name = "vfio"
+    real = True
     SHARED_WAIT = 20.0  # seconds to wait for a peer/incompatible device another worker is using
 
     def __init__(self, options: BackendOptions, env: Environment | None = None, opener: Opener | None = None,

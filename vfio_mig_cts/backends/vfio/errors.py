@@ -15,9 +15,10 @@ from __future__ import annotations
 import errno
 
 from vfio_mig_cts.backends.loader import BackendError
+from vfio_mig_cts.backends.protocol import DeviceUnusable
 
 
-class DeviceQuarantined(RuntimeError):
+class DeviceQuarantined(DeviceUnusable):
     """The device failed a health check or hung; the run does not use it again."""
 
 
