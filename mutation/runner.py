@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mutation import quirk_only
-from vfio_mig_cts.errors import BadInput, Parser
+from vfio_mig_cts.errors import BadInput, Parser, one_line
+from vfio_mig_cts.numbers import SECONDS, count
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "mutation"
@@ -55,11 +56,16 @@ class Settings:
 
 
 def load_settings(path: Path = CONFIG) -> Settings:
-    raw = tomllib.loads(path.read_text())["mutation"]
-    return Settings(modules=list(raw["modules"]),
-                    test_command=raw["test-command"].format(python=sys.executable),
-                    timeout=float(raw["timeout"]), workers=int(raw["workers"]),
-                    operators=frozenset(raw["operators"]))
+    """mutation/config.toml, its numbers checked as the suite's (vfio_mig_cts/numbers.py); ``BadInput`` else."""
+    try:
+        raw = tomllib.loads(path.read_text())["mutation"]
+        timeout = SECONDS.parse("timeout", raw["timeout"])
+        workers = count(1, 64).parse("workers", raw["workers"])
+        return Settings(modules=list(raw["modules"]),
+                        test_command=raw["test-command"].format(python=sys.executable),
+                        timeout=float(timeout), workers=int(workers), operators=frozenset(raw["operators"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError and NumberError are ValueErrors
+        raise BadInput(one_line(f"{path}: {exc}: fix the file (the keys are described in it)")) from None
 
 
 @dataclass(frozen=True)

@@ -570,3 +570,21 @@ def test_the_table_covers_every_entry_point() -> None:
     """At least 60 rows, and every entry point has some."""
     assert len(TABLE) >= 60
     assert {p.values[0] for p in TABLE} == set(PREFIX)
+
+
+def test_a_reports_folder_left_unwritable_is_refused_before_any_test(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an unprivileged user meets after a run as root (simulated: these tests run as root)."""
+    from types import SimpleNamespace
+
+    from fixtures import plugin
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "results.json").write_text("{}")
+    monkeypatch.setattr("os.access", lambda p, mode: Path(p).name != "results.json")
+    config = SimpleNamespace(option=SimpleNamespace(reports="reports"),
+                             invocation_params=SimpleNamespace(dir=tmp_path))
+    with pytest.raises(pytest.UsageError) as info:
+        plugin._prepare_reports(config)  # type: ignore[arg-type]
+    assert str(info.value) == (f"--reports reports: cannot write {tmp_path / 'reports' / 'results.json'} (left by "
+                               "a run as another user, root?): remove it or name another folder")
