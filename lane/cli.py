@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from lane import accel, arch, baseline, boot, kbuild, protocol, results
+from lane import accel, arch, baseline, boot, bytecode, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
 from vfio_mig_cts.errors import BadInput, Parser
 from vfio_mig_cts.numbers import SECONDS, Bounds, NumberError, count
@@ -198,6 +198,7 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
     print(f"lane: kernel {kernel.bzimage} ({kernel.release}); accelerator {choice.accel.value}: {choice.reason}",
           flush=True)
     results.prepare(args.reports)
+    print(f"lane: bytecode for the guest compiled in {bytecode.compile_tree(ROOT):.1f} s", flush=True)
     if kernel.config.is_file() and kernel.config != kernel.bzimage:
         shutil.copyfile(kernel.config, args.reports / protocol.KERNEL_CONFIG)
     workers = args.workers or settings.cpus

@@ -19,7 +19,6 @@ may not meet it. Any other finding stops the sequence, shrinks and is reported w
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from vfio_mig_cts.exploration.machine import Exploration, explore
 from vfio_mig_cts.exploration.stateful import Explorer, Judge, Target, known_lines, known_rules, script
 from vfio_mig_cts.judging.expectations import Expectation
 from vfio_mig_cts.judging.verdict import Verdict
+from vfio_mig_cts.reports.writer import REPRODUCER, reproducer_name
 from vfio_mig_cts.uapi.vfio import State
 
 
@@ -44,15 +44,18 @@ def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool,
                   run_hazards=bool(config.getoption("run_hazards")), known=tuple(sorted(known)))
 
 
-def _write_script(config: pytest.Config, nodeid: str, text: str) -> Path:
-    base = Path(tempfile.mkdtemp(prefix="vfio-cts-")) if config.getoption("no_reports") \
-        else Path(str(config.getoption("reports"))) / "stateful"
-    base.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.+-]+", "-", nodeid.split("::")[-1]).strip("-") + ".py"
-    path = base / name
-    path.write_text(text)
-    os.chmod(path, 0o755)
-    return path
+def _keep_script(request: pytest.FixtureRequest, text: str) -> Path:
+    """The reproducer travels with the test's record; the reports writer puts it in ``stateful/`` with the
+    run's other files (vfio_mig_cts/reports/writer.py). Without reports it goes to a temporary file."""
+    config = request.config
+    name = reproducer_name(request.node.nodeid)
+    if config.getoption("no_reports"):
+        path = Path(tempfile.mkdtemp(prefix="vfio-cts-")) / name
+        path.write_text(text)
+        os.chmod(path, 0o755)
+        return path
+    request.node.user_properties.append((REPRODUCER, text))
+    return Path(str(config.getoption("reports"))) / "stateful" / name
 
 
 # Many sequences on a real device (under TCG in the lane) take a minute or more; the examples count is
@@ -119,7 +122,7 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
                                                       if config.getoption("fault") else "")
                   + (f"; Hypothesis: {out.flaky}" if out.flaky else ""))
         text = script(_target(config, flags, dut, real, tolerated), out.sequence, f, origin)
-        path = _write_script(config, request.node.nodeid, text)
+        path = _keep_script(request, text)
         print(f"stateful reproducer ({len(out.sequence)} steps): {path}\n{text}")
         verdict.check(f.rule.id, False, expected=f.expected, observed=f.observed,
                       context=f"{f.context}\nminimal sequence: {len(out.sequence)} step(s), --stateful-seed {seed}"

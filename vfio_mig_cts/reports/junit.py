@@ -64,7 +64,7 @@ def _testcase(suite: ET.Element, t: TestRecord, several: bool) -> None:
              ("force", ",".join(forces))]
     pairs += [(f"finding.{i}", f.summary()) for i, f in enumerate(t.findings, 1)]
     pairs += [("expectation", f"{e.origin} {e.rule}: {e.reason}") for e in t.expectation]
-    pairs += list(t.properties)
+    pairs += [(k, v) for k, v in t.properties if "\n" not in v]  # a reproducer script goes to stateful/
     _props(case, pairs)
     head = _clean(t.headline)
     body = _clean(t.message)

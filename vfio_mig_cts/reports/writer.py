@@ -9,7 +9,9 @@ Rules:
   previous complete set; staging
   folders of dead runs are removed by the next run.
 - The files: ``results.json`` (the record itself), ``junit.xml``, ``results.ktap``, ``kcidb.json``,
-  ``allure-results/``, ``matrix-<device>-<feature set>.svg`` and ``matrix-<device>-families.svg``.
+  ``allure-results/``, ``matrix-<device>-<feature set>.svg`` and ``matrix-<device>-families.svg``, and
+  ``stateful/`` with the reproducer script of each stateful test that found something (so an old
+  reproducer never ships with a green run).
   Nothing else in the folder is touched (a lab's own files, other tools' outputs).
 - One run at a time per reports folder: ``ReportsLock`` holds ``<reports>/.lock`` (``flock``) for the
   whole run; a second run is refused with the holder's pid and command. On a filesystem that has no
@@ -22,13 +24,15 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 from vfio_mig_cts.reports import allure, junit, kcidb, ktap, matrix
 from vfio_mig_cts.reports.record import RunResults, to_json
 
-OWNED = ("results.json", "junit.xml", "results.ktap", "kcidb.json", "allure-results")
+OWNED = ("results.json", "junit.xml", "results.ktap", "kcidb.json", "allure-results", "stateful")
+REPRODUCER = "reproducer"  # a test's property holding a stateful reproducer script
 OWNED_GLOBS = ("matrix-*.svg",)
 STAGING_PREFIX = ".staging-"
 
@@ -103,12 +107,25 @@ def render_all(results: RunResults, folder: Path, formats: tuple[str, ...] = FOR
     if "kcidb" in formats:
         (folder / "kcidb.json").write_text(json.dumps(kcidb.render(results), indent=1) + "\n")
         names.append("kcidb.json")
+    scripts = [(reproducer_name(t.nodeid), text) for t in results.tests for key, text in t.properties
+               if key == REPRODUCER]
+    if scripts:
+        (folder / "stateful").mkdir()
+        for name, text in scripts:
+            (folder / "stateful" / name).write_text(text)
+            (folder / "stateful" / name).chmod(0o755)
+        names.append("stateful")
     images = matrix.write_svgs(results.tests, folder) if "matrix" in formats else []
     names += [p.name for p in images]
     if "allure" in formats:
         allure.write(results, folder / "allure-results", images)
         names.append("allure-results")
     return names
+
+
+def reproducer_name(nodeid: str) -> str:
+    """``stateful/<this>``: the file name of a test's reproducer script."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", nodeid.split("::")[-1]).strip("-") + ".py"
 
 
 def _owned(folder: Path) -> list[Path]:
