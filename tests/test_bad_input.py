@@ -381,6 +381,7 @@ TABLE = [
     row(CTS, "--backend", "badmod_obj:nothing", says="has no callable 'nothing'", rid="cts-backend-no-factory"),
     row(CTS, "--fault=", says="--fault needs a value", rid="cts-fault-empty"),
     row(CTS, "--fault", "nosuch", says="unknown fault 'nosuch'", rid="cts-fault-unknown"),
+    row(CTS, "--personality=", says="--personality needs a value", rid="cts-personality-empty"),
     row(CTS, "--kernel-profile=", says="--kernel-profile needs a value", rid="cts-profile-empty"),
     row(CTS, "--kernel-profile", "2.6", says="unknown kernel profile '2.6'", rid="cts-profile-unknown"),
     row(CTS, "--open-path", "fast", says="--open-path 'fast': use auto, cdev, legacy", rid="cts-open-path"),
