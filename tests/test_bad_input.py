@@ -327,9 +327,10 @@ COMPARE = ("./cts", "compare")
 BENCH = (sys.executable, "benchmarks/bench_mock_suite.py")
 MUTATION = (sys.executable, "-m", "mutation", "--workdir", "{tmp}/no-session")
 FAULTS = (sys.executable, "-m", "vfio_mig_cts.faults")
+CALIBRATION = (sys.executable, "-m", "lane.calibration")
 PREFIX = {CTS: "ERROR: ", LANE: "lane: USAGE (exit 4): ", BIND: "bind-vfio: ", REPORT: "allure-report: ",
           COMPARE: "./cts compare: ",
-          BENCH: "", MUTATION: "mutation: ", FAULTS: "catalogue: "}
+          BENCH: "", MUTATION: "mutation: ", FAULTS: "catalogue: ", CALIBRATION: "calibration: "}
 LAB = "[run]\n"
 EXPECT_OK = '[[expect]]\nrule = "ARC.BLOCKED"\nreason = "r"\n'
 FILES: dict[str, str | bytes] = {
@@ -508,6 +509,9 @@ TABLE = [
     row(MUTATION, "report", says="no mutation session in", rid="mutation-report-no-session"),
     row(MUTATION, "bogus", says="invalid choice: 'bogus'", rid="mutation-unknown-command"),
     row(FAULTS, "bogus", says="unknown fault 'bogus'", rid="faults-unknown-entry"),
+    row(CALIBRATION, "{tmp}/empty-dir", "--model", "{tmp}/nope.json", says="{tmp}/nope.json: cannot read results",
+        rid="calibration-model-missing"),
+    row(CALIBRATION, "--bogus", says="unrecognized arguments: --bogus", rid="calibration-unknown-option"),
     row(FAULTS, "--frobnicate", says="unknown option '--frobnicate'", rid="faults-unknown-option"),
 ]
 
