@@ -1,5 +1,8 @@
 """``python -m lane``: build or reuse the kernel, boot it, run the suite in the guest, report.
 
+After the runs the lane compares them test by test with the mock's mtty personality (lane/calibration.py)
+and prints every difference (reported, not part of the verdict).
+
 Exit status: the suite's (0 when every run passed, else the first failing run's pytest status);
 28 (``baseline.SHORTFALL_EXIT``) when the suite passed but a suite file executed fewer test cases than
 ``lane/mtty-baseline.json``; or a ``LaneFailure`` code (20-27) with one line on stderr when the lane
@@ -12,11 +15,13 @@ import argparse
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from lane import accel, arch, baseline, boot, bytecode, kbuild, protocol, results
+from lane import accel, arch, baseline, boot, bytecode, calibration, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +173,22 @@ def baseline_check(args: argparse.Namespace, status: int) -> tuple[int, list[str
     return (status if cmp.ok else (status or baseline.SHORTFALL_EXIT)), lines, record
 
 
+def calibration_check(args: argparse.Namespace,
+                      model: Callable[[list[Path]], dict[str, calibration.Result]] = calibration.run_model,
+                      ) -> tuple[list[str], dict[str, object]]:
+    """The mtty personality against this run, test by test (lane/calibration.py): the lines to print and
+    what lane.json records. Reported, not judged: the verdict stays the suite's. Only for the whole suite
+    on mtty (``--backend vfio``, no pytest arguments)."""
+    if args.smoke or args.backend != "vfio" or args.pytest_args:
+        return [], {"checked": False}
+    try:
+        diffs = calibration.calibrate(args.reports, model(list(args.expectations)),
+                                      tuple(args.open_path) or OPEN_PATHS)
+    except (calibration.CalibrationError, OSError, subprocess.SubprocessError) as exc:
+        return [f"calibration: not done: {exc}"], {"checked": False, "error": str(exc)}
+    return calibration.report(diffs), {"checked": True, "differences": [d.line() for d in diffs]}
+
+
 def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
     t0 = time.monotonic()
     settings = arch.host_arch()
@@ -203,6 +224,7 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
         raise
     release = str((guest or {}).get("release") or kernel.release)  # a user's bzImage: what the guest saw
     status, baseline_lines, record["baseline"] = baseline_check(args, status)
+    calibration_lines, record["calibration"] = calibration_check(args)
     record["release"], record["verdict"] = release, status
     record["total_s"] = round(time.monotonic() - t0, 1)
     (args.reports / results.HOST_RECORD).write_text(json.dumps(record, indent=1) + "\n")
@@ -210,7 +232,7 @@ def run(args: argparse.Namespace, runner: boot.Runner | None = None) -> int:
           f"guest done after {guest_seconds:.1f} s; reports in {args.reports}")
     for s in summaries:
         print(f"lane: {s.line()}")
-    for line in baseline_lines:
+    for line in baseline_lines + calibration_lines:
         print(f"lane: {line}")
     print(f"lane: {'PASS' if status == 0 else 'FAIL'} (exit {status})", flush=True)
     return status

@@ -57,7 +57,8 @@ FLAGS_612 = ("vfio_precopy_info.flags in Linux 6.12: the 6.12 uAPI says nothing 
              "value and writing 0 both conform to the 6.12 text the registry cites.")
 POLLERR = ("What poll() reports on an ended session's fd: 0x9 (POLLERR|POLLIN) and 0x7 still tell the user the "
            "fd is done (its read() then fails with ENODEV); vfio.h requires only that the fd 'reaches end of "
-           "stream or error' (FD.ENDED), which the suite checks through read().")
+           "stream or error' (FD.ENDED), which the suite checks through read(), GET_PRECOPY_INFO and poll() "
+           "(any of POLLIN, POLLERR, POLLHUP: end or error).")
 RACE_DELAY = ("The race-window delay (MockConfig.race_delay / widen_race_window): test scaffolding that widens "
               "race windows for the concurrency suite; SaveStream's delay is always overwritten from the "
               "config when a session starts, and resuming streams never sleep.")

@@ -141,16 +141,39 @@ def test_second_start_refused(case: DmaCase, logdev: MigrationDevice, verdict: V
                   context="DMA_LOGGING_START after DMA_LOGGING_STOP")
 
 
-@pytest.mark.rule("DMA.REPORT_NOT_STARTED")
+@pytest.mark.rule("DMA.REPORT_NOT_STARTED", "DMA.GRACEFUL")
 def test_report_requires_logging(case: DmaCase, logdev: MigrationDevice, verdict: Verdict) -> None:
-    """REPORT while logging is off (before any START, and after STOP) fails."""
+    """REPORT while logging is off (before any START, and after STOP) fails, and leaves logging usable."""
     for when in ("before DMA_LOGGING_START", "after DMA_LOGGING_STOP"):
         if when.startswith("after"):
-            dma.start(logdev, P, [(BASE, 16 * P)])
-            dma.stop(logdev)
+            _logging_works(verdict, logdev, "after a DMA_LOGGING_REPORT while logging was off")
         err, _ = _errno(lambda: dma.report(logdev, BASE, 16 * P, P))
         verdict.check("DMA.REPORT_NOT_STARTED", err != 0, expected="an error (DMA logging is not enabled)",
                       observed=errno_name(err), context=f"DMA_LOGGING_REPORT {when}")
+
+
+@pytest.mark.rule("DMA.GRACEFUL")
+def test_stop_and_report_while_off(case: DmaCase, logdev: MigrationDevice, verdict: Verdict) -> None:
+    """STOP (twice) and REPORT while logging is off return, success or an errno; logging then works: START,
+    REPORT and STOP succeed."""
+    for what, call in (("DMA_LOGGING_STOP while logging is off", lambda: dma.stop(logdev)),
+                       ("a second DMA_LOGGING_STOP", lambda: dma.stop(logdev)),
+                       ("DMA_LOGGING_REPORT while logging is off", lambda: dma.report(logdev, BASE, 16 * P, P))):
+        err, _ = _errno(call)
+        verdict.check("DMA.GRACEFUL", err != errno.ETIMEDOUT, expected="the call returns (success or an errno)",
+                      observed="it did not return (ETIMEDOUT)", context=what)
+    _logging_works(verdict, logdev, "after STOP and REPORT while logging was off")
+
+
+def _logging_works(verdict: Verdict, dev: MigrationDevice, when: str) -> None:
+    """START, REPORT and STOP succeed (DMA.GRACEFUL: calls from invalid states left logging usable)."""
+    for what, call in (("DMA_LOGGING_START", lambda: dma.start(dev, P, [(BASE, 16 * P)])),
+                       ("DMA_LOGGING_REPORT", lambda: dma.report(dev, BASE, 16 * P, P)),
+                       ("DMA_LOGGING_STOP", lambda: dma.stop(dev))):
+        err, _ = _errno(call)
+        if not verdict.check("DMA.GRACEFUL", err == 0, expected="success", observed=errno_name(err),
+                             context=f"{what} {when}"):
+            return
 
 
 @pytest.mark.rule("DMA.REPORT_PAGE_CHECK")

@@ -4,7 +4,8 @@ The uAPI says nothing of a close in mid-migration; the device must still come ba
 answers with a state the flags support (upstream PCI drivers restart in RUNNING; mtty keeps the
 state), a request to leave it returns (success or an errno) without hanging or a kernel splat,
 VFIO_DEVICE_RESET returns RUNNING, and a full migration works. A data fd kept across the device's
-close is dead afterwards.
+close is dead afterwards (REOPEN.DEAD_FDS, must: include/linux/vfio.h:192-194, "ensure that FD reaches
+end of stream or error ... before close_device() returns").
 
 Closing and reopening the device needs the backend's ``Reopen`` capability (the mock has it). On a
 real kernel these paths are hazards: mtty 6.12.117 oopses when the device, closed in RESUMING and
@@ -12,8 +13,10 @@ opened again, is asked to leave RESUMING (the task dies holding the state mutex;
 migration ioctl on that mdev hangs). On a real device those cases run only with ``--run-hazards``,
 last, and the request that leaves the reopened state runs in a forked child: a child that hangs or
 ends without an answer (the oops kills its task) writes the device off for the rest of the run, the
-test fails REOPEN.USABLE naming the kernel bug, and the kernel messages are quoted (an ERROR, or an
-expected failure where an expectation file lists the bug with ``kernel_messages = true``).
+test fails RESUME.FINAL_LOAD naming the kernel bug (leaving RESUMING with no complete stream must fail
+the SET, vfio.h:1094; a request that never returns does not), and the kernel messages are quoted (an
+ERROR, or an expected failure where an expectation file lists the bug with ``kernel_messages = true``).
+A hang leaving any other reopened state breaks REOPEN.USABLE.
 """
 
 from __future__ import annotations
@@ -129,10 +132,18 @@ def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, 
            timeout: float) -> int | None:
     """SET RUNNING from the state the reopened device came back in; it must return (success or an errno).
 
+    Leaving RESUMING: the session that fed it ended at the close (include/linux/vfio.h:192-194), so no
+    complete stream was written; the request must return and fail (RESUME.FINAL_LOAD, vfio.h:1094: a request
+    that never returns neither fails nor succeeds), and a success is the should of the final check
+    (RESUME.FINAL_CHECK). Leaving another state: it must return (REOPEN.USABLE).
+
     On a real device in a hazard case the request runs in a forked child (vfio_mig_cts/judging/containment.py): a child
     that hangs, or whose task the kernel kills (mtty's oops), writes the device off. Returns the state
     GET reports afterwards, or None when the request did not return (the verdict has failed).
     """
+    rule = "RESUME.FINAL_LOAD" if state == S.RESUMING else "REOPEN.USABLE"
+    expected = ("SET RUNNING returns and fails (RESUMING was left with no complete stream: its session ended "
+                "at the close)" if state == S.RESUMING else "SET RUNNING returns (success or an errno)")
     if contained:
         res = run_contained(lambda: _set_running(dut), timeout)
         if res.error:
@@ -145,7 +156,7 @@ def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, 
         if outcome:
             if isinstance(dut, Losable):
                 dut.mark_lost(f"SET {state_name(state)} -> RUNNING {outcome}")
-            verdict.check("REOPEN.USABLE", False, expected="SET RUNNING returns (success or an errno)",
+            verdict.check(rule, False, expected=expected,
                           observed=_hang_text(f"SET {state_name(state)} -> RUNNING") + f" ({outcome})",
                           context=context + " (contained in a forked child: a hazard)")
             return None
@@ -153,15 +164,19 @@ def _leave(dut: MigrationDevice, state: int, contained: bool, verdict: Verdict, 
         err, got = _timed(lambda: _set_running(dut))
         err, after = got if got is not None else (err, -1)
         hung = err == errno.ETIMEDOUT
-        verdict.check("REOPEN.USABLE", not hung, expected="SET RUNNING returns (success or an errno)",
+        verdict.check(rule, not hung, expected=expected,
                       observed=_hang_text(f"SET {state_name(state)} -> RUNNING") if hung
                       else f"{errno_name(err)}, GET reports {state_name(after)}", context=context)
         if hung:
             return None
+    if state == S.RESUMING:
+        verdict.check("RESUME.FINAL_CHECK", err != 0, expected=expected,
+                      observed=f"{errno_name(err)}, GET reports {state_name(after)}", context=context)
     return after
 
 
-@pytest.mark.rule("REOPEN.USABLE", "REOPEN.DEAD_FDS", "ARC.RESET", "RESET.ABORT_RESUMING", "RESUME.COMPATIBLE")
+@pytest.mark.rule("REOPEN.USABLE", "REOPEN.DEAD_FDS", "ARC.RESET", "RESET.ABORT_RESUMING", "RESUME.COMPATIBLE",
+                  "RESUME.FINAL_LOAD")
 def test_reopen_device(case: ReopenCase, dut: MigrationDevice, verdict: Verdict, session: Session,
                        request: pytest.FixtureRequest) -> None:
     """Closing and reopening the device in a state (the data fd closed first, or kept): it comes back in a

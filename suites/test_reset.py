@@ -1,9 +1,10 @@
 """VFIO_DEVICE_RESET from every state with a data session open: RUNNING, dead fds, a working device.
 
 vfio.h: "To abort a RESUMING session the device must be reset."; "To recover from ERROR
-VFIO_DEVICE_RESET must be used to return the device_state back to RUNNING." The header does not say
-what a reset does to open data fds; every upstream driver disables them (RESET.DEAD_FDS, a
-convention). ERROR is reached through the mock's fault hook only.
+VFIO_DEVICE_RESET must be used to return the device_state back to RUNNING." What a reset does to open
+data fds is include/linux/vfio.h:192-194's: "The driver is responsible to ensure that FD reaches end of
+stream or error whenever the migration FSM leaves a data transfer state" (RESET.DEAD_FDS, must). ERROR
+is reached through the mock's fault hook only.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from vfio_mig_cts.uapi.vfio import State
 def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool, known: frozenset[str]) -> Target:
     devices = (dev.name,) if real else ()
     return Target(backend=str(config.getoption("backend")), flags=flags, fault=config.getoption("fault"),
+                  personality=config.getoption("personality"),
                   kernel_profile=config.getoption("kernel_profile"), devices=devices,
                   open_path=str(config.getoption("open_path")), ioctl_timeout=float(config.getoption("ioctl_timeout")),
                   extra=dict(getattr(config.option, "backend_extra", None) or {}),

@@ -21,6 +21,16 @@ NEEDED = (
     "include/linux/vfio.h",
     "drivers/vfio/vfio_main.c",
     "samples/vfio-mdev/mtty.c",
+    "drivers/vfio/pci/mlx5/main.c",  # the drivers the mock personalities model (tests/test_personalities.py)
+    "drivers/vfio/pci/mlx5/cmd.c",
+    "drivers/vfio/pci/hisilicon/hisi_acc_vfio_pci.c",
+    "drivers/vfio/pci/pds/lm.c",
+    "drivers/vfio/pci/pds/vfio_dev.c",
+    "drivers/vfio/pci/pds/dirty.c",
+    "drivers/vfio/pci/pds/cmds.c",
+    "drivers/vfio/pci/pds/pci_drv.c",
+    "drivers/crypto/intel/qat/qat_common/adf_gen4_vf_mig.c",
+    "drivers/vfio/pci/qat/main.c",
     "tools/testing/kunit/kunit_parser.py",
     "tools/testing/kunit/kunit_printer.py",  # kunit_parser imports it
 )

@@ -1,7 +1,8 @@
 """A known kernel bug that oopses: the expectation file's ``kernel_messages = true`` (fixtures/health.py).
 
 The reopen suite runs in a child pytest on the mock with the catalogue entry that simulates mtty's
-RESUMING-close oops (``close-in-resuming-oops``): REOPEN.USABLE breaks and the mock logs the oops.
+RESUMING-close oops (``close-in-resuming-oops``): RESUME.FINAL_LOAD breaks (leaving RESUMING with no complete
+stream must fail; the request never returns) and the mock logs the oops.
 Without an entry the cases are ERRORs quoting the oops; with an entry for the rule they are still
 ERRORs (the kernel lines are not explained by it); with ``kernel_messages = true`` they are expected
 failures whose reason quotes the oops, and nothing is left for teardown.
@@ -18,7 +19,7 @@ from vfio_mig_cts.judging.expectations import ExpectationError, load
 
 ENTRY = '''
 [[expect]]
-rule = "REOPEN.USABLE"
+rule = "RESUME.FINAL_LOAD"
 tests = ["suites/test_reopen.py::test_reopen_device[*-RESUMING-*]"]
 reason = "mtty 6.12.117 oopses leaving RESUMING after a close in RESUMING"
 '''
@@ -44,7 +45,7 @@ def test_without_an_entry_the_oops_is_an_error(tmp_path: Path) -> None:
     assert run.returncode == 1
     for r in _calls(run):
         assert r["outcome"] == "error", r
-        assert "Oops: 0000" in str(r["message"]) and r["broken"] == ["REOPEN.USABLE"]
+        assert "Oops: 0000" in str(r["message"]) and r["broken"] == ["RESUME.FINAL_LOAD"]
 
 
 def test_an_entry_without_kernel_messages_leaves_the_oops_an_error(tmp_path: Path) -> None:
@@ -62,11 +63,11 @@ def test_kernel_messages_true_quotes_the_oops_in_the_expected_failure(tmp_path: 
     assert run.returncode == 0, run.output[-3000:]
     for r in _calls(run):
         assert r["outcome"] == "xfailed", r
-        assert "known failure: REOPEN.USABLE" in str(r["message"]) and "Oops: 0000" in str(r["message"])
+        assert "known failure: RESUME.FINAL_LOAD" in str(r["message"]) and "Oops: 0000" in str(r["message"])
         assert "REOPEN.DEAD_FDS" in str(r["rules"]) and "REOPEN.DEAD_FDS" not in str(r["judged"])  # never reached
     assert not [r for r in run.results if r["outcome"] == "error"]
     table = run.output[run.output.index("results by rule"):]
-    assert "REOPEN.USABLE" in table and "REOPEN.DEAD_FDS" not in table  # rules not reached are not "held"
+    assert "RESUME.FINAL_LOAD" in table and "REOPEN.DEAD_FDS" not in table  # rules not reached are not "held"
 
 
 def test_kernel_messages_must_be_a_boolean(tmp_path: Path) -> None:

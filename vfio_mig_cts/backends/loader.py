@@ -24,6 +24,7 @@ class BackendOptions:
     open_path: str = "auto"
     ioctl_timeout: float = 10.0
     fault: str | None = None
+    personality: str | None = None  # with the mock: an upstream driver's model (mock/personalities/)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

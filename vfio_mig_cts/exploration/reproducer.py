@@ -34,6 +34,7 @@ class Target:
     backend: str = "mock"
     flags: int = 7
     fault: str | None = None
+    personality: str | None = None  # the mock as an upstream driver's model
     kernel_profile: str | None = None
     devices: tuple[str, ...] = ()
     open_path: str = "auto"
@@ -47,8 +48,8 @@ class Target:
         """The keywords that make this target again, as Python source (defaults left out)."""
         default = Target()
         parts = [f"backend={self.backend!r}", f"flags={self.flags:#x}"]
-        for name in ("fault", "kernel_profile", "devices", "open_path", "ioctl_timeout", "extra", "hazard_timeout",
-                     "run_hazards", "known"):
+        for name in ("fault", "personality", "kernel_profile", "devices", "open_path", "ioctl_timeout", "extra",
+                     "hazard_timeout", "run_hazards", "known"):
             value = getattr(self, name)
             if value != getattr(default, name) or name == "hazard_timeout":
                 parts.append(f"{name}={value!r}")
@@ -56,7 +57,8 @@ class Target:
 
     def options(self) -> BackendOptions:
         return BackendOptions(kernel_profile=self.kernel_profile, devices=self.devices, open_path=self.open_path,
-                              ioctl_timeout=self.ioctl_timeout, fault=self.fault, extra=dict(self.extra))
+                              ioctl_timeout=self.ioctl_timeout, fault=self.fault, personality=self.personality,
+                              extra=dict(self.extra))
 
 
 def _describe_step(step: Step) -> str:

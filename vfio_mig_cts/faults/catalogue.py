@@ -70,6 +70,12 @@ _FAULTS: tuple[Fault, ...] = (
           "optional states work although the MIGRATION flags do not advertise them",
           {"unsupported_state_accepted": True},
           (f"{ARCS}[stop_copy-RUNNING->RUNNING_P2P]", f"{ARCS}[p2p-RUNNING->PRE_COPY]")),
+    Fault("refusal-wrong-errno", "ARC.REFUSAL_ERRNO",
+          "refused requests (a blocked arc, ERROR or an unsupported state as the target) fail with EPERM, not "
+          "the core's EINVAL",
+          {"refusal_errno": 1},
+          (f"{ARCS}[pre_copy-STOP_COPY->PRE_COPY]", f"{ARCS}[stop_copy-RUNNING->ERROR]",
+           f"{ARCS}[stop_copy-RUNNING->RUNNING_P2P]")),
     Fault("same-state-new-session", "ARC.SAME_STATE",
           "SET to the current saving state opens a new session",
           {"same_state_new_fd": True},

@@ -10,15 +10,21 @@ report can say where a failure surfaced and with which errno.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from vfio_mig_cts.backends.protocol import (
+    POLLERR,
+    POLLHUP,
+    POLLIN,
     DataStream,
     DeviceProfile,
     ErrorInjection,
     MigrationDevice,
     Unavailable,
     get_state,
+    precopy_info,
     set_state,
 )
 from vfio_mig_cts.judging import checks
@@ -30,6 +36,7 @@ from vfio_mig_cts.judging.driving import (
     save,
     start_session,
     step,
+    stream_limit,
     walk,
     write_all,
 )
@@ -69,13 +76,14 @@ def save_through_precopy(dev: MigrationDevice, flags: int, verdict: Verdict, ses
     """
     walk(dev, flags, verdict, session, S.RUNNING, "saving through PRE_COPY")
     stream = start_session(dev, verdict, session, S.RUNNING, S.PRE_COPY, "saving through PRE_COPY")
-    part = bytearray(read_available(stream))
+    limit = stream_limit(dev)
+    part = bytearray(read_available(stream, limit=limit))
     if isinstance(dev, DeviceProfile):
         dev.dirty(seed + 1)
-        part += read_available(stream)
+        part += read_available(stream, limit=limit)
         dev.dirty(seed + 2)
     walk(dev, flags, verdict, session, S.STOP_COPY, "saving through PRE_COPY")
-    rest = drain_in_group(stream, verdict)
+    rest = drain_in_group(stream, verdict, limit=limit)
     step(dev, verdict, S.STOP, "ending the saving session")
     return bytes(part + rest), len(part)
 
@@ -258,7 +266,7 @@ def open_session(dev: MigrationDevice, flags: int, verdict: Verdict, session: Se
     if state == S.RESUMING:
         data = save(dev, flags, verdict, session)
         resuming = start_session(dev, verdict, session, S.STOP, S.RESUMING, "entering RESUMING")
-        write_all(resuming, data[:len(data) // 2])
+        write_all(resuming, data[:len(data) // 2], verdict=verdict, context="setup: half a stream into RESUMING")
         return [Live("resuming", resuming)]
     reach(dev, flags, verdict, session, state)
     if state not in model.SAVING_GROUP:
@@ -272,28 +280,42 @@ def open_session(dev: MigrationDevice, flags: int, verdict: Verdict, session: Se
 
 
 def check_dead(verdict: Verdict, rule: str, live: Live, context: str) -> None:
-    """An fd whose session ended: a saving fd yields nothing (error or 0), a resuming fd takes nothing."""
-    if live.kind == "saving":
-        try:
-            got = live.stream.read(4096)
-            err = 0
-        except OSError as exc:
-            got, err = b"", exc.errno or 0
-        ok = not got
-        observed = (f"read() returned {len(got)} bytes" if got
-                    else f"read() failed with {errno_name(err)}" if err else "read() returned 0")
-        expected = "no more data: read() fails or returns 0"
-    else:
-        try:
-            n = live.stream.write(bytes(16))
-            err = 0
-        except OSError as exc:
-            n, err = 0, exc.errno or 0
-        ok = n == 0
-        observed = f"write() took {n} bytes" if n else f"write() failed with {errno_name(err)}" if err else \
-            "write() took 0 bytes"
-        expected = "no more bytes taken: write() fails"
-    verdict.check(rule, ok, expected=expected, observed=observed, context=f"{context}: the old {live.kind} fd")
+    """An fd whose session ended has reached "end of stream or error" (include/linux/vfio.h:192-194), for
+    every operation on it: a saving fd's read() yields nothing (an error or 0), its poll() reports an
+    event (readable: end of stream; POLLERR/POLLHUP: error; not "wait"), and VFIO_MIG_GET_PRECOPY_INFO
+    on it fails or reports no data; a resuming fd's write() takes nothing."""
+    where = f"{context}: the old {live.kind} fd"
+    if live.kind == "resuming":
+        err, n = _call(lambda: live.stream.write(bytes(16)))
+        verdict.check(rule, not n, expected="no more bytes taken: write() fails",
+                      observed=f"write() took {n} bytes" if n else f"write() failed with {errno_name(err)}" if err
+                      else "write() took 0 bytes", context=where)
+        return
+    err, got = _call(lambda: live.stream.read(4096))
+    verdict.check(rule, not got, expected="no more data: read() fails or returns 0",
+                  observed=f"read() returned {len(got or b'')} bytes" if got
+                  else f"read() failed with {errno_name(err)}" if err else "read() returned 0", context=where)
+    err, revents = _call(lambda: live.stream.poll(POLLIN, 0))
+    verdict.check(rule, bool(err) or bool((revents or 0) & (POLLIN | POLLERR | POLLHUP)),
+                  expected="poll() reports the end (POLLIN) or an error (POLLERR, POLLHUP)",
+                  observed=f"poll() failed with {errno_name(err)}" if err else f"poll() revents {revents or 0:#x}",
+                  context=where)
+    err, info = _call(lambda: precopy_info(live.stream))
+    verdict.check(rule, err != 0 or info is None or info.initial_bytes + info.dirty_bytes == 0,
+                  expected="VFIO_MIG_GET_PRECOPY_INFO fails or reports no data",
+                  observed=f"VFIO_MIG_GET_PRECOPY_INFO failed with {errno_name(err)}" if err or info is None
+                  else f"initial_bytes {info.initial_bytes}, dirty_bytes {info.dirty_bytes}", context=where)
+
+
+T = TypeVar("T")
+
+
+def _call(fn: Callable[[], T]) -> tuple[int, T | None]:
+    """(0, value) or (errno, None) when ``fn`` raised OSError."""
+    try:
+        return 0, fn()
+    except OSError as exc:
+        return exc.errno or errno.EIO, None
 
 
 def migrate_again(dev: MigrationDevice, flags: int, verdict: Verdict, session: Session, seed: int,

@@ -37,15 +37,17 @@ def _err(code: int) -> OSError:
     return OSError(code, errno.errorcode.get(code, str(code)))
 
 
-class MockDevice:
-    """A mock VFIO device: the core's feature plumbing in front of ``MockDriver``."""
+class MockDeviceBase:
+    """A mock VFIO device: the core's feature plumbing in front of a driver (``MockDriver`` or a
+    personality's). It has what the vfio backend's devices have: ``KernelLog``, ``Reopen``, a second
+    open; the optional capabilities a real device lacks are the mixins below."""
 
     def __init__(self, cfg: MockConfig, name: str | None = None) -> None:
         self.cfg = cfg
         self.q: Quirks = cfg.quirks
-        self.drv = MockDriver(cfg)
+        self.drv = (cfg.driver_class or MockDriver)(cfg)
         self._name = name or f"mock{next(_ids)}"
-        self.dma = DmaLog(cfg.quirks)  # DMA logging (vfio_mig_cts/backends/mock/dma.py)
+        self.dma: DmaLog = self.drv.dma  # DMA logging (vfio_mig_cts/backends/mock/dma.py)
         self._second = False  # a second open of the device (open_again)
         self._handlers: dict[int, tuple[int, int, Callable[[int, bytes], FeatureReply]]] = {
             Feature.MIGRATION: (GET, 8, self._migration),
@@ -65,7 +67,7 @@ class MockDevice:
 
     @property
     def driver(self) -> str:
-        return "mock"
+        return self.cfg.driver_name
 
     # --- vfio_ioctl_device_feature() ---------------------------------------------------------------
     def feature(self, flags: int, payload: bytes = b"", argsz: int | None = None) -> FeatureReply:
@@ -157,23 +159,9 @@ class MockDevice:
         if self._second and self.q.second_open_reinits:
             resuming.close_device(self.drv)
 
-    # optional capabilities
-    def inject_error(self) -> None:
-        self.drv.state = State.ERROR
-
-    def take_arcs(self) -> list[tuple[State, State]]:
-        arcs, self.drv.arcs = self.drv.arcs, []
-        return arcs
-
     def take_kernel_messages(self) -> list[str]:
         msgs, self.drv.kernel_log = self.drv.kernel_log, []
         return msgs
-
-    def dirty(self, seed: int) -> None:
-        self.drv.dirty(seed)
-
-    def state_digest(self) -> bytes:
-        return self.drv.digest()
 
     def reopen(self) -> None:
         """Reopen: close_device then open_device (vfio_mig_cts/backends/mock/resuming.py); DMA logging stops."""
@@ -181,10 +169,53 @@ class MockDevice:
         resuming.close_device(self.drv)
         resuming.open_device(self.drv)
 
-    # --- dma logging / concurrency (issue 8) ---------------------------------------------------------
+    def open_again(self) -> MockDeviceBase:
+        """A second open of this device, as the group path allows: the core runs open_device only for the
+        first open and close_device only for the last close, so the two handles share one device."""
+        other = type(self)(self.cfg, name=f"{self._name}#2")
+        other.drv, other.dma, other._second = self.drv, self.dma, True
+        if self.q.second_open_reinits:
+            resuming.open_device(self.drv)
+        return other
+
+
+# --- the optional capabilities (vfio_mig_cts/backends/protocol.py), one mixin each ----------------------
+
+class ErrorHook(MockDeviceBase):
+    """``ErrorInjection``: the device fails (a real driver goes to ERROR only when its device does)."""
+
+    def inject_error(self) -> None:
+        self.drv.fail()
+
+
+class ArcTraceHook(MockDeviceBase):
+    """``ArcTrace``: the single arcs the driver executed."""
+
+    def take_arcs(self) -> list[tuple[State, State]]:
+        arcs, self.drv.arcs = self.drv.arcs, []
+        return arcs
+
+
+class ProfileHook(MockDeviceBase):
+    """``DeviceProfile``: change the device's state as a guest would, and digest it."""
+
+    def dirty(self, seed: int) -> None:
+        self.drv.dirty(seed)
+
+    def state_digest(self) -> bytes:
+        return self.drv.digest()
+
+
+class DmaWriteHook(MockDeviceBase):
+    """``DmaWriter``: the device writes guest memory by DMA."""
+
     def dma_write(self, iova: int, length: int) -> None:
         """The device writes guest memory by DMA: what DMA logging records (vfio_mig_cts/judging/dma.py DmaWriter)."""
         self.dma.device_wrote(iova, length)
+
+
+class RaceWindowHook(MockDeviceBase):
+    """``RaceWindow``: the driver holds its locks longer, so that races show."""
 
     def widen_race_window(self, seconds: float) -> None:
         """The driver sleeps this long inside each arc and each read, holding its locks
@@ -194,14 +225,9 @@ class MockDevice:
             if s is not None:
                 s.race_delay = seconds
 
-    def open_again(self) -> MockDevice:
-        """A second open of this device, as the group path allows: the core runs open_device only for the
-        first open and close_device only for the last close, so the two handles share one device."""
-        other = MockDevice(self.cfg, name=f"{self._name}#2")
-        other.drv, other.dma, other._second = self.drv, self.dma, True
-        if self.q.second_open_reinits:
-            resuming.open_device(self.drv)
-        return other
+
+class MockDevice(ErrorHook, ArcTraceHook, ProfileHook, DmaWriteHook, RaceWindowHook):
+    """The reference mock device: every optional capability."""
 
 
 class MockBackend:
@@ -230,7 +256,7 @@ class MockBackend:
         return MockConfig(flags=flags, state_size=size, identity=identity, profile=self.profile,
                           quirks=self.quirks)
 
-    def open(self, role: Role, flags: int) -> MockDevice:
+    def open(self, role: Role, flags: int) -> MockDeviceBase:
         return MockDevice(self.config(role, flags), name=f"mock-{role.value}")
 
     def close(self) -> None:

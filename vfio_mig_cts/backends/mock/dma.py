@@ -52,6 +52,7 @@ class DmaLog:
         self.page_size = 0
         self.ranges: list[tuple[int, int]] = []  # (first, last) IOVA, inclusive
         self.dirty: set[int] = set()  # logged page numbers (iova // page_size)
+        self.wedged = False  # (dma_report_off_wedges) a REPORT while off broke the driver's log state
 
     # --- VFIO_DEVICE_FEATURE_DMA_LOGGING_START -------------------------------------------------------
     def start(self, payload: bytes) -> bytes:
@@ -77,6 +78,8 @@ class DmaLog:
                 raise _err(errno.EINVAL)
             ranges.append((first, last))
         # the driver's log_start
+        if self.wedged:
+            raise _err(errno.EBUSY)
         if self.on and not q.dma_restart_allowed:
             raise _err(errno.EINVAL)
         if q.dma_range_limit and nnodes > q.dma_range_limit:
@@ -100,6 +103,7 @@ class DmaLog:
         if iova + length > U64_MAX:
             raise _err(errno.EOVERFLOW)
         if not self.on and not q.dma_report_without_start:
+            self.wedged = self.wedged or q.dma_report_off_wedges
             raise _err(errno.EINVAL)
         if not length or not self.on:
             return payload

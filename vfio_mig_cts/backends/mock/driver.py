@@ -11,12 +11,15 @@ import errno
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vfio_mig_cts.backends.mock import paths, resuming
+from vfio_mig_cts.backends.mock.dma import DmaLog
 from vfio_mig_cts.backends.mock.quirks import Quirks
 from vfio_mig_cts.backends.mock.streams import CHUNK, ResumeStream, SaveStream
-from vfio_mig_cts.backends.protocol import KernelProfile
+from vfio_mig_cts.backends.protocol import DataStream, KernelProfile
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
 S = State
@@ -42,9 +45,31 @@ def initial_image(identity: int, size: int) -> bytearray:
     return out[:size]
 
 
+class SavingFile(DataStream, Protocol):
+    """What the driver needs of its saving file (``SaveStream``, or a personality's own)."""
+
+    dead: bool
+    race_delay: float
+
+    def mark_dirty(self, offset: int, length: int) -> None: ...
+
+    def enter_stop_copy(self) -> None: ...
+
+
+class ResumingFile(DataStream, Protocol):
+    """What the driver needs of its resuming file (``ResumeStream``, or a personality's own)."""
+
+    dead: bool
+    race_delay: float
+
+
 @dataclass
 class MockConfig:
-    """One mock device: its feature set, size, identity (decides compatibility), kernel and bugs."""
+    """One mock device: its feature set, size, identity (decides compatibility), kernel and bugs.
+
+    ``driver_class`` makes a personality's driver (vfio_mig_cts/backends/mock/personalities/) instead of the
+    reference ``MockDriver``; ``driver_name`` is the name a real device of that driver reports.
+    """
 
     flags: int = int(MigFlag.STOP_COPY | MigFlag.P2P | MigFlag.PRE_COPY)
     state_size: int = 256
@@ -54,6 +79,8 @@ class MockConfig:
     dma_logging: bool = True
     hang_seconds: float = 3600.0  # how long a simulated kernel hang lasts (a forked child is killed first)
     race_delay: float = 0.0  # seconds the driver sleeps inside each arc and each read, holding its locks
+    driver_class: Callable[[MockConfig], MockDriver] | None = None
+    driver_name: str = "mock"
 
 
 class MockDriver:
@@ -65,11 +92,12 @@ class MockDriver:
         self.flags = cfg.flags
         self.memory = initial_image(cfg.identity, cfg.state_size)
         self.state = S.RUNNING
-        self.save: SaveStream | None = None
-        self.resume: ResumeStream | None = None
+        self.save: SavingFile | None = None
+        self.resume: ResumingFile | None = None
         self.arcs: list[tuple[State, State]] = []
         self.kernel_log: list[str] = []
         self.precopy_v2 = False
+        self.dma = DmaLog(cfg.quirks)  # the log ops' state (vfio_mig_cts/backends/mock/dma.py)
         self.lock = threading.RLock()
         self._drift_armed = False
         self._drift_armed = self._drift_armed or self.q.drift_armed_at_open  # (fault) armed before any STOP
@@ -77,6 +105,7 @@ class MockDriver:
         self._sets_since_reset = 0  # (combination_short_after)
         self._reset_mutex = threading.Lock()  # guards _reset_requested (the reset_race_* quirks)
         self._reset_requested = False
+        self._frozen = False  # (frozen_after_stop) the device no longer runs
 
     # --- the core's vfio_mig_get_next_state(), as the mock derives it ------------------------------
     def supports(self, state: int) -> bool:
@@ -90,19 +119,23 @@ class MockDriver:
                                    f"vfio_mig_get_next_state (cur {cur.name})")
             raise _err(errno.EINVAL)
         if not self.supports(new):
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         target = State(new)
         if (cur, target) in paths.BLOCKED:
             if self.q.accept_blocked_arc:
                 return target
             if self.q.hang_on_blocked_arc or not self.cfg.profile.blocked_arc_fix:
                 self._hang()
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         flags = self.flags if not self.q.unsupported_state_accepted else 7
         path = paths.shortest_path(flags, cur, target)
         if path is None:
-            raise _err(errno.EINVAL)
+            raise self._refusal(cur)
         return path[1]
+
+    def _refusal(self, cur: State) -> OSError:
+        """The error of a refused request: EINVAL, as the core's vfio_mig_get_next_state() returns."""
+        return _err(self.q.refusal_errno if self.q.refusal_errno and cur != S.ERROR else errno.EINVAL)
 
     def _hang(self) -> None:
         """Spin like the pre-fix core does (a forked child running this is killed by its parent)."""
@@ -112,12 +145,13 @@ class MockDriver:
         raise _err(errno.EINTR)
 
     # --- the driver's set_state loop ----------------------------------------------------------------
-    def set_state(self, new: int) -> SaveStream | ResumeStream | None:
+    def set_state(self, new: int) -> DataStream | None:
         with self.lock:
             start = self.state
             q = self.q
             if q.state_masked_to_3_bits:
                 new &= 0x7
+            resuming.leave_dangling_saving(self)
             if start == S.ERROR and new != S.ERROR and q.leave_error_without_reset and self.supports(new):
                 self.state = State(new)
                 return None
@@ -127,16 +161,21 @@ class MockDriver:
             if new == self.state and q.same_state_new_fd and self.state in paths.SAVING:
                 self._end_sessions()
                 return self._start_save(precopy=self.state != S.STOP_COPY)
-            result: SaveStream | ResumeStream | None = None
+            result: DataStream | None = None
             self._sets_since_reset += 1
             deferred = False
             try:
+                if new == S.RUNNING and start == q.refuse_running_from:
+                    raise self._refusal(start)  # (fault) RUNNING is not a target from here
+                if new == S.ERROR:  # "ERROR cannot be specified as a device state" (vfio.h:1171), from ERROR too
+                    raise self._refusal(start)
                 plan = self._planned_arcs(start, new)
                 if q.combination_short_after and self._sets_since_reset > q.combination_short_after:
                     plan = plan[:-1] if len(plan) > 1 else plan
                 for cur, nxt in plan:
                     result = self.step(cur, nxt) or result
                     self.state = nxt
+                    self._frozen = self._frozen or (nxt == S.STOP and q.frozen_after_stop)
                     if self.cfg.race_delay:
                         time.sleep(self.cfg.race_delay)
                     deferred = deferred or self._take_reset_request()
@@ -182,7 +221,7 @@ class MockDriver:
             arcs = [(S.STOP, S.STOP_COPY), (S.STOP_COPY, S.STOP), *arcs]
         return arcs
 
-    def step(self, cur: State, nxt: State) -> SaveStream | ResumeStream | None:
+    def step(self, cur: State, nxt: State) -> DataStream | None:
         """One FSM arc, as the driver implements it."""
         self.arcs.append((cur, nxt))
         if cur == S.RESUMING and nxt == S.STOP:
@@ -204,17 +243,37 @@ class MockDriver:
             return None
         if cur == S.STOP and nxt == S.RESUMING:
             self._end_sessions()
-            self.resume = ResumeStream(self.cfg.identity, self.cfg.state_size, self.q)
+            self.resume = self._new_resume()
             return self.resume
         return None  # P2P quiesce/unquiesce and run/stop arcs change nothing the mock models
 
-    def _start_save(self, precopy: bool) -> SaveStream:
+    def _start_save(self, precopy: bool) -> SavingFile:
         self._end_sessions()
-        self.save = SaveStream(self.cfg.identity, self.memory, precopy,
-                               in_precopy_state=lambda: self.state in (S.PRE_COPY, S.PRE_COPY_P2P),
-                               v2=lambda: self.precopy_v2, quirks=self.q)
+        self.save = self._new_save(precopy)
         self.save.race_delay = self.cfg.race_delay
         return self.save
+
+    # --- what a personality replaces (vfio_mig_cts/backends/mock/personalities/) ----------------------
+    def _new_save(self, precopy: bool) -> SavingFile:
+        """The saving file a session-starting arc opens (PRE_COPY's when ``precopy``)."""
+        return SaveStream(self.cfg.identity, self.memory, precopy,
+                          in_precopy_state=lambda: self.state in (S.PRE_COPY, S.PRE_COPY_P2P),
+                          v2=lambda: self.precopy_v2, quirks=self.q)
+
+    def _new_resume(self) -> ResumingFile:
+        """The resuming file STOP -> RESUMING opens."""
+        return ResumeStream(self.cfg.identity, self.cfg.state_size, self.q)
+
+    def _reset_device(self) -> None:
+        """What VFIO_DEVICE_RESET does to the device's internal state: back to its state after reset."""
+        self.memory[:] = initial_image(self.cfg.identity, self.cfg.state_size)
+
+    def opened(self) -> None:
+        """What the driver's open_device does beyond the state (vfio_mig_cts/backends/mock/resuming.py)."""
+
+    def fail(self) -> None:
+        """The device failed (``ErrorInjection``): the driver is in ERROR."""
+        self.state = S.ERROR
 
     def _load(self) -> None:
         resuming.load(self)  # validation, the resume quirks and load_not_applied: mock/resuming.py
@@ -229,6 +288,8 @@ class MockDriver:
     def get_state(self) -> State:
         with self.lock:
             state = self.state
+            if self.q.stop_changes_state and state in (S.STOP, S.STOP_COPY):
+                self.memory[0] = (self.memory[0] + 1) & 0xFF  # (fault) a stopped device's state moves on
             if self._drift_armed:
                 self._drift_armed = False
                 self.state = S.RUNNING
@@ -247,13 +308,14 @@ class MockDriver:
             if (q.reset_race_torn or q.reset_race_keeps_session) and not self._reset_request_pending():
                 return  # a racing SET has handled it (its own, faulty way)
             self._sets_since_reset = 0
+            self._frozen = False
             if not resuming.reset(self):
                 return
             self._end_sessions()
             if self.q.reset_keeps_state:
                 return
             self.state = S.RUNNING
-            self.memory[:] = initial_image(self.cfg.identity, self.cfg.state_size)
+            self._reset_device()
 
     def _reset_request_pending(self) -> bool:
         with self._reset_mutex:
@@ -267,7 +329,9 @@ class MockDriver:
     def dirty(self, seed: int) -> None:
         """Guest activity: change a few bytes of internal state (only while the device runs)."""
         with self.lock:
-            if self.state not in RUNNING_STATES:
+            if self.state not in RUNNING_STATES or self._frozen:
+                return
+            if self.q.precopy_freezes and self.state in (S.PRE_COPY, S.PRE_COPY_P2P):
                 return
             off = (seed * 97) % self.cfg.state_size
             length = min(CHUNK // 2, self.cfg.state_size - off)

@@ -17,11 +17,21 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
-from vfio_mig_cts.backends.mock.streams import HEADER, REC_DATA, REC_END, RECORD, check_header, parse
+from vfio_mig_cts.backends.mock.streams import (
+    HEADER,
+    REC_DATA,
+    REC_END,
+    RECORD,
+    ResumeStream,
+    check_header,
+    parse,
+)
 from vfio_mig_cts.uapi.vfio import State
 
+SAVING_STATES = frozenset({State.PRE_COPY, State.PRE_COPY_P2P, State.STOP_COPY})
+
 if TYPE_CHECKING:
-    from vfio_mig_cts.backends.mock.driver import MockDriver
+    from vfio_mig_cts.backends.mock.driver import MockDriver, ResumingFile
 
 OOPS = (
     "BUG: kernel NULL pointer dereference, address: 0000000000000000",
@@ -42,6 +52,7 @@ class ResumeBook:
     loads_since_reset: int = 0  # final loads attempted since the last reset or open
     validated: bool = False  # a final load succeeded in this open
     dangling: bool = False  # closed in RESUMING with the resuming file dropped (mtty's bug)
+    dangling_saving: bool = False  # closed in a saving state, the state kept (the reopen_saving_hangs fault)
 
 
 def salvage(data: bytes) -> tuple[list[tuple[int, bytes]], str]:
@@ -71,6 +82,9 @@ def _lenient(drv: MockDriver, data: bytes) -> list[tuple[int, bytes]] | None:
         return salvage(data)[0] if len(data) >= HEADER.size else []
     if not data:
         return [] if q.load_accepts_empty else None
+    if q.header_hole and len(data) >= HEADER.size and salvage(data)[1] == "end":
+        # mtty_load_state(): "magic and version already tested by resume write fn"
+        return [(off, chunk) for off, chunk in salvage(data)[0] if off + len(chunk) <= drv.cfg.state_size]
     if len(data) < HEADER.size or check_header(data, drv.cfg.identity, drv.cfg.state_size):
         return None
     records, how = salvage(data)
@@ -94,17 +108,24 @@ def _overlaps(records: list[tuple[int, bytes]]) -> bool:
     return False
 
 
-def load(drv: MockDriver) -> None:
-    """RESUMING -> STOP: validate what write() took, then apply it (raises OSError to refuse)."""
-    q, book = drv.q, drv.resume_book
+def resume_file(drv: MockDriver) -> ResumingFile:
+    """The resuming file the final load reads; none left is a refusal, or mtty's oops when close dropped it."""
+    book = drv.resume_book
     book.loads_since_reset += 1
     if drv.resume is None:
         if book.dangling:
             drv.kernel_log.extend(OOPS)
             raise _err(errno.ETIMEDOUT, "simulated: the task oopsed in mtty_set_state holding the state mutex")
         _refuse(drv, errno.EINVAL)
-    assert drv.resume is not None
-    data = bytes(drv.resume.data)
+    return drv.resume
+
+
+def load(drv: MockDriver) -> None:
+    """RESUMING -> STOP: validate what write() took, then apply it (raises OSError to refuse)."""
+    q, book = drv.q, drv.resume_book
+    resume = resume_file(drv)
+    assert isinstance(resume, ResumeStream)
+    data = bytes(resume.data)
     if q.second_load_fails and book.loads_since_reset > 1:
         _refuse(drv, errno.EINVAL)
     records, bad = parse(data, drv.cfg.identity, drv.cfg.state_size)
@@ -123,6 +144,7 @@ def load(drv: MockDriver) -> None:
 
 
 def _refuse(drv: MockDriver, code: int) -> NoReturn:
+    """Refuse the final load with ``code`` (going to ERROR where the quirk says the driver does)."""
     if drv.q.failed_load_to_error:
         drv.state = State.ERROR
     raise _err(code)
@@ -139,12 +161,21 @@ def reset(drv: MockDriver) -> bool:
     return True
 
 
+def leave_dangling_saving(drv: MockDriver) -> None:
+    """(reopen_saving_hangs) A SET out of the saving state a closed device kept never returns: the mock
+    answers ETIMEDOUT, as the vfio backend's watchdog does."""
+    if drv.resume_book.dangling_saving and drv.state in SAVING_STATES:
+        raise _err(errno.ETIMEDOUT, "simulated: the SET out of the kept saving state hangs")
+
+
 def close_device(drv: MockDriver) -> None:
     """The device's last fd is closed (close_device): every data session ends."""
     q = drv.q
     with drv.lock:
         if q.close_drops_resuming_file and drv.state == State.RESUMING:
             drv.resume_book.dangling = True
+        if q.reopen_saving_hangs and drv.state in SAVING_STATES:
+            drv.resume_book.dangling_saving = True
         if q.close_keeps_fds:
             drv.save = drv.resume = None
         else:
@@ -155,8 +186,9 @@ def open_device(drv: MockDriver) -> None:
     """The device is opened again (open_device): RUNNING, unless the state survives (mtty)."""
     q = drv.q
     with drv.lock:
-        dangling = drv.resume_book.dangling
-        drv.resume_book = ResumeBook(dangling=dangling)
+        book = drv.resume_book
+        drv.resume_book = ResumeBook(dangling=book.dangling, dangling_saving=book.dangling_saving)
         drv.precopy_v2 = False
-        if not (q.reopen_keeps_state or dangling):
+        if not (q.reopen_keeps_state or book.dangling or book.dangling_saving):
             drv.state = State.RUNNING
+        drv.opened()

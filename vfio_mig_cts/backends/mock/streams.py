@@ -137,6 +137,7 @@ class SaveStream(_MockStream):
         self.stop_copy = False
         self._eof_seen = False
         self._sent = bytearray()  # what was read, for a faulty driver that replays it
+        self._announced: float | None = None  # (precopy_data_late_ms) when GET_PRECOPY_INFO started the save
         if not precopy:
             self.enter_stop_copy()
 
@@ -154,6 +155,13 @@ class SaveStream(_MockStream):
     def enter_stop_copy(self) -> None:
         self.pending += self._dirty_records() + END_RECORD
         self.stop_copy = True
+
+    def _dirty_saved(self) -> bool:
+        """Whether the dirty data is ready to read. At once on a plain driver; with ``precopy_data_late_ms``
+        (mlx5: GET_PRECOPY_INFO at the end of the data starts an incremental save and counts it,
+        mlx5/main.c:537-568; read() gives ENOMSG until it completes) only that long after an ioctl announced it."""
+        late = self.q.precopy_data_late_ms
+        return not late or (self._announced is not None and time.monotonic() - self._announced >= late / 1000)
 
     def dirty_bytes(self) -> int:
         queued = max(0, len(self.pending) - self.initial_left)
@@ -178,10 +186,13 @@ class SaveStream(_MockStream):
         q = self.q
         if not self.stop_copy and q.precopy_early_enomsg and self.initial_left and self._sent:
             raise _err(errno.ENOMSG)
-        if not self.pending and not self.stop_copy and self.dirty:
+        if not self.pending and not self.stop_copy and self.dirty and self._dirty_saved():
             self.pending += self._dirty_records()
+            self._announced = None
         if not self.pending:
             if self.stop_copy:
+                if q.stopcopy_endless:
+                    return b"\0" * size  # (fault) no end of stream, ever
                 if q.stopcopy_enomsg:
                     raise _err(errno.ENOMSG)
                 if q.stopcopy_eof_once and self._eof_seen:
@@ -222,8 +233,10 @@ class SaveStream(_MockStream):
             raise _err(errno.EINVAL)
         if not self._in_precopy_state() and not q.precopy_info_any_state:
             raise _err(errno.EINVAL)
-        if self.dead:
+        if self.dead and not q.ended_fd_answers_info:
             raise _err(errno.ENODEV)
+        if q.precopy_data_late_ms and self.dirty and not self.pending and self._announced is None:
+            self._announced = time.monotonic()  # the save of the dirty data starts now
         out_flags = 0 if self._v2() else flags  # reserved: echoed back until the v2 opt-in
         initial, dirty = self.initial_bytes(), self.dirty_bytes() + q.dirty_bytes_start
         if q.precopy_echoes_counters:
@@ -243,11 +256,13 @@ class SaveStream(_MockStream):
         return revents
 
     def _revents(self, events: int) -> int:
+        if self.q.precopy_poll_always_ready and not self.dead:
+            return events & (POLLIN | POLLOUT)  # (fault) DEFAULT_POLLMASK: a file without .poll
         if self.dead:
-            return 0x008  # POLLERR
+            return 0 if self.q.ended_fd_poll_silent else 0x008  # POLLERR
         if self.stop_copy and not self.pending and self.q.stopcopy_poll_silent:
             return 0
-        readable = bool(self.pending) or self.stop_copy or bool(self.dirty)
+        readable = bool(self.pending) or self.stop_copy or (bool(self.dirty) and self._dirty_saved())
         return events & POLLIN if readable else 0
 
 
@@ -268,13 +283,22 @@ class ResumeStream(_MockStream):
         raise _err(errno.EBADF)
 
     def write(self, data: bytes) -> int:
+        if self.dead and self.q.ended_resume_fd_writes and not self.closed:
+            return len(data)  # (fault) the ended session's fd takes bytes it will never load
         self._live()
         if self.q.split_header_refused and len(self.data) < HEADER.size and len(self.data) + len(data) < HEADER.size:
             raise _err(errno.EINVAL)
         if len(self.data) < HEADER.size <= len(self.data) + len(data):
             bad = check_header(bytes(self.data + data)[:HEADER.size], self._identity, self._size)
+            if bad and self.q.header_hole:  # (fault) mtty_resume_write(): -EFAULT, yet filled_size += len
+                self.data += data
+                raise _err(errno.EFAULT)
             if bad:
                 raise _err(bad.errno)
+        if self.q.write_takes_nothing:  # (fault) the header, then neither an error nor a byte taken
+            data = data[:max(0, HEADER.size - len(self.data))]
+            if not data:
+                return 0
         if len(self.data) + len(data) > 16 * (self._size + 4096):
             raise _err(errno.ENOMEM)
         self.data += data

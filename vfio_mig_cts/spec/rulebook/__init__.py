@@ -5,7 +5,7 @@ Each module defines ``RULES_PART: tuple[Rule, ...]``; ``vfio_mig_cts.spec.regist
 
 from __future__ import annotations
 
-from vfio_mig_cts.spec.rulebook import concurrency, core, dma, mutation, precopy, resume
+from vfio_mig_cts.spec.rulebook import concurrency, core, dma, mutation, operation, precopy, resume
 
 PARTS = (core.RULES_PART, precopy.RULES_PART, resume.RULES_PART, dma.RULES_PART, concurrency.RULES_PART,
-         mutation.RULES_PART)
+         mutation.RULES_PART, operation.RULES_PART)

@@ -40,15 +40,19 @@ RULES_PART: tuple[Rule, ...] = (
          "mutex_lock(&migf->lock);",
          "two threads reading one saving fd together get disjoint pieces of the one stream, which add up "
          "to exactly the stream a single reader gets (every upstream driver's read() holds the "
-         "migration file's mutex)"),
+         "migration file's mutex); judged where the device saved the same bytes in two single-reader "
+         "sessions (no driver promises it), otherwise only how each reader's stream ends"),
     Rule("CONC.POLL_WAKE", X, M, f"{H}:1268",
          "Once in STOP_COPY the migration data FD has a permanent end of stream signaled in the usual way by "
          "read() always returning 0 and poll always returning readable.",
-         "a poll() blocked on a PRE_COPY fd at its temporary end of stream returns readable once another "
-         "thread moves the device to STOP_COPY, without waiting for its timeout"),
+         "a poll() blocked on a PRE_COPY fd at its temporary end of stream is woken with POLLIN when another "
+         "thread moves the device to STOP_COPY: it returns before its own timeout (the only bound the test "
+         "sets)"),
     Rule("CONC.SECOND_OPEN", X, M, f"{C}:570",
          "Only the group path allows the device to be opened multiple times.",
          "opening a device in use a second time either fails (the cdev path: EINVAL) or shares it: the "
          "first user's state and data session are untouched by the second open and by its close "
-         "(open_device and close_device run only for the first open and the last close)"),
+         "(open_device and close_device run only for the first open and the last close): GET still reports "
+         "STOP_COPY and the session's stream, judged on its own, ends with 0, loads on a compatible device "
+         "and restores the source's state"),
 )

@@ -26,24 +26,33 @@ RULES_PART: tuple[Rule, ...] = (
          "GET returns data_fd -1"),
     Rule("ARC.BLOCKED", A, M, f"{H}:1165",
          "These arcs are not permitted and return error if requested.",
-         "STOP_COPY -> PRE_COPY and STOP_COPY -> PRE_COPY_P2P fail with EINVAL"),
+         "STOP_COPY -> PRE_COPY and STOP_COPY -> PRE_COPY_P2P fail (an errno; which one is "
+         "ARC.REFUSAL_ERRNO's convention)"),
     Rule("ARC.ERROR_TARGET", A, M, f"{H}:1171",
          "ERROR cannot be specified as a device state",
-         "SET(ERROR) fails with EINVAL"),
+         "SET(ERROR) fails, from every state, ERROR itself included (the drivers' while (cur != new) "
+         "loops return success for ERROR -> ERROR without asking the core: not what the header says)"),
     Rule("ARC.UNSUPPORTED", A, M, f"{H}:1205",
          "The optional states cannot be used with SET_STATE if the device does not support them.",
-         "SET to a state the flags do not support fails with EINVAL"),
+         "SET to a state the flags do not support fails (an errno)"),
     Rule("ARC.OUT_OF_RANGE", A, M, f"{C}:843",
          "if (new_fsm >= ARRAY_SIZE(vfio_from_fsm_table) ||",
          "SET to a value outside enum vfio_device_mig_state fails with EINVAL"),
     Rule("ARC.FAILED_STATE", A, M, f"{H}:1031",
          "If this function fails then current device_state may be the original operating state or some "
          "other state along the combination transition path.",
-         "after a refused request GET reports the original state (the path is empty)"),
+         "after a refused request GET reports the original state (the path is empty) or ERROR (vfio.h:1171-1174: "
+         "any transition request can be failed with an errno return and may then move the device into ERROR)"),
     Rule("ARC.ERROR_EXIT", A, M, f"{H}:1175",
          "To recover from ERROR VFIO_DEVICE_RESET must be used to return the device_state back to "
          "RUNNING.",
-         "from ERROR, SET to any other state fails (EINVAL) and the device stays in ERROR"),
+         "from ERROR, SET to any other state fails (any errno: the core's WARN path gives EINVAL, pds EIO) and "
+         "the device stays in ERROR"),
+    Rule("ARC.REFUSAL_ERRNO", A, CV, f"{C}:859",
+         "return (*next_fsm != VFIO_DEVICE_STATE_ERROR) ? 0 : -EINVAL;",
+         "a refused request from a state other than ERROR (a blocked arc, ERROR or an unsupported state as the "
+         "target) fails with EINVAL, the errno of the core's vfio_mig_get_next_state() that every upstream "
+         "driver returns; the header says only \"return error\""),
     Rule("ARC.RESET", Family.RESET, M, f"{H}:1175",
          "To recover from ERROR VFIO_DEVICE_RESET must be used to return the device_state back to "
          "RUNNING.",
@@ -51,7 +60,7 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("ARC.SAME_STATE", A, CV, "samples/vfio-mdev/mtty.c:1234",
          "while (mdev_state->state != new_state) {",
          "SET to the current state succeeds with no data_fd (every upstream driver loops "
-         "while (cur != new) around vfio_mig_get_next_state())"),
+         "while (cur != new) around vfio_mig_get_next_state()); not ERROR, which ARC.ERROR_TARGET judges"),
     Rule("ARC.SHORTEST_PATH", A, SH, f"{H}:1193",
          "- Select the shortest path.",
          "a combination request walks the core's shortest path, one arc at a time"),

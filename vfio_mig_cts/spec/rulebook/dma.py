@@ -12,6 +12,7 @@ from __future__ import annotations
 from vfio_mig_cts.spec.rule import Family, Force, Rule
 
 H = "include/uapi/linux/vfio.h"
+K = "include/linux/vfio.h"
 C = "drivers/vfio/vfio_main.c"
 M = Force.MUST
 D = Family.DMA_LOGGING
@@ -45,6 +46,12 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("DMA.START_ONCE", D, M, f"{H}:1370",
          "Another start is not allowed in the meantime.",
          "a second START before STOP fails (mlx5: EINVAL); after STOP a START succeeds again"),
+    Rule("DMA.GRACEFUL", D, M, f"{K}:222",
+         "the device implementation of vfio_log_ops must handle arbitrary user requests. This includes "
+         "rejecting subsequent calls to log_start without an intervening log_stop, as well as graceful "
+         "handling of log_stop and log_read_and_clear from invalid states.",
+         "STOP and REPORT while logging is off return (success or an errno, not a hang) and leave logging "
+         "usable: START, REPORT and STOP then succeed"),
     Rule("DMA.REPORT_NOT_STARTED", D, M, f"{H}:1415",
          "If DMA logging is not enabled, an error will be returned.",
          "REPORT before any START, and after STOP, fails"),

@@ -25,10 +25,12 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("PRECOPY.INITIAL_REACHES_ZERO", PC, CV, f"{H}:1244",
          "It is recommended to leave PRE_COPY for STOP_COPY only after this field reaches zero.",
          "initial_bytes reaches zero once the initial data has been read (QEMU's switchover-ack waits for it)"),
-    Rule("PRECOPY.DIRTY_STARTS_ZERO", PC, M, f"{H}:1248",
+    Rule("PRECOPY.DIRTY_STARTS_ZERO", PC, SH, f"{H}:1248",
          "This field starts at zero and may increase as the internal device state is modified or decrease as "
          "that modified state is read from the device.",
-         "dirty_bytes is zero on entering PRE_COPY"),
+         "dirty_bytes is zero in the first GET_PRECOPY_INFO after entering PRE_COPY, with nothing in between "
+         "(a statement about counters the header calls estimates, vfio.h:1236-1237, with \"a lot of "
+         "flexibility\" in how drivers report them, vfio.h:1258-1259: a should)"),
     Rule("PRECOPY.RETURNED", PC, M, f"{H}:1236",
          "The vfio_precopy_info data structure returned by this ioctl provides estimates of data available "
          "from the device during the PRE_COPY states.",
@@ -45,10 +47,18 @@ RULES_PART: tuple[Rule, ...] = (
          "When read() is done on this temporary end of stream the kernel driver should return ENOMSG from "
          "read().",
          "at PRE_COPY's temporary end of stream read() fails with ENOMSG, not 0"),
-    Rule("EOS.PRECOPY_NOT_EARLY", EOS, M, f"{H}:1261",
+    Rule("EOS.PRECOPY_NOT_EARLY", EOS, SH, f"{H}:1261",
          "During pre-copy the migration data FD has a temporary \"end of stream\" that is reached when both "
          "initial_bytes and dirty_byte are zero.",
-         "while the counters say data remains, read() returns data, not an end of stream"),
+         "while the counters say data remains, read() returns data, not an end of stream: judged only after "
+         "waiting (bounded) with poll() and reading again, and re-reading the counters (they are estimates, "
+         "vfio.h:1236-1237; mlx5 counts a save it has only started); the sentence has no modal verb: a should"),
+    Rule("EOS.PRECOPY_POLL", EOS, SH, f"{H}:1265",
+         "Userspace can wait for more data (which may never come) by using poll.",
+         "at PRE_COPY's temporary end of stream poll() does not report the fd ready while read() has nothing "
+         "to give (else userspace cannot wait with it), and reports POLLIN once data the counters announce is "
+         "there; \"can\" lays no must on the driver: a should (mtty and qat have no .poll: the default mask "
+         "reports readable at once)"),
     Rule("EOS.STOPCOPY_ZERO", EOS, M, f"{H}:1268",
          "Once in STOP_COPY the migration data FD has a permanent end of stream signaled in the usual way by "
          "read() always returning 0 and poll always returning readable.",
@@ -67,8 +77,10 @@ RULES_PART: tuple[Rule, ...] = (
          "PRE_COPY <-> PRE_COPY_P2P -> STOP_COPY keep one fd, which goes on streaming to a complete stream"),
     Rule("FD.ENDED", FD, M, f"{H}:1087",
          "The STOP_COPY arc will terminate a data transfer session.",
-         "after its session ended (STOP_COPY -> STOP, PRE_COPY -> RUNNING, leaving RESUMING) an old fd "
-         "yields no new data: an error or end of stream, never bytes"),
+         "after its session ended (STOP_COPY -> STOP, PRE_COPY -> RUNNING, PRE_COPY_P2P -> RUNNING_P2P, "
+         "RESUMING -> STOP), and after a new session replaced it, an old fd is at end of stream or error for "
+         "every operation: read() gives no bytes, poll() reports an event, GET_PRECOPY_INFO fails or reports "
+         "no data, write() on a resuming fd takes nothing"),
     Rule("FD.DIRECTION", FD, CV, f"{MTTY}:989",
          "migf, O_RDONLY);",
          "a saving fd cannot be written and a resuming fd cannot be read: EBADF (anon_inode_getfile with "
@@ -83,18 +95,24 @@ RULES_PART: tuple[Rule, ...] = (
     Rule("SIZE.ESTIMATE", SZ, CV, f"{H}:1428",
          "Upon VFIO_DEVICE_FEATURE_GET read back the estimated data length that will be required to complete "
          "stop copy.",
-         "the estimate is non-zero and within a factor of 4 of what STOP_COPY produced (QEMU sizes its buffer "
-         "from it)"),
+         "the estimate is non-zero where STOP_COPY then produces data (every upstream driver reports its state "
+         "size: mtty_data_size(), hisi_acc sizeof(struct acc_vf_data), pds 64 KiB, qat state_size, mlx5 a device "
+         "query); the header bounds an estimate nowhere, so its distance from the stream is information only"),
     # --- stream integrity ---
-    Rule("STREAM.READ_CHUNKING", IN, CV, f"{MTTY}:909",
-         "len = min_t(size_t, migf->filled_size - *pos, len);",
-         "the bytes saved do not depend on read() sizes (a device that is not running saves the same state)"),
+    Rule("STREAM.READ_CHUNKING", IN, M, f"{H}:1148",
+         "End of stream on the FD indicates the entire device state has been transferred.",
+         "a session's stream read in small pieces (1 or 7 bytes, or sizes mixed) carries the entire device "
+         "state as one read in 1 MiB pieces does: it loads on a compatible device and restores the source's "
+         "state (where a device profile compares them); each session judged on its own, never by comparing "
+         "two sessions' bytes (no driver promises to save the same bytes twice)"),
     Rule("STREAM.WRITE_SPLIT", IN, M, f"{H}:1041",
          "The user is not required to preserve buffer segmentation when writing the data stream during the "
          "RESUMING operation.",
          "a resume accepts the same stream written in any split"),
-    Rule("STREAM.ROUND_TRIP", IN, SH, f"{H}:1092",
-         "kernel migration driver should complete the incorporation of data written to the data transfer FD "
-         "into the device internal state",
-         "after a resume the device state equals the source's (where a device profile compares them)"),
+    Rule("STREAM.ROUND_TRIP", IN, M, f"{H}:1148",
+         "End of stream on the FD indicates the entire device state has been transferred.",
+         "a complete stream (read to its end) resumed on a compatible device restores the source's state "
+         "(where a device profile compares them): a migration that corrupts the device state breaks the "
+         "strongest text that covers it, this statement of the FSM comment (read as must, as FD.SAVING_GROUP "
+         "and FD.ENDED read theirs), not the should of vfio.h:1092 (RESUME.FINAL_CHECK's)"),
 )
