@@ -125,6 +125,7 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
         origin = (f"Found by {request.node.nodeid} with --stateful-seed {seed} on backend "
                   f"{config.getoption('backend')}" + (f" (fault {config.getoption('fault')})"
                                                       if config.getoption("fault") else "")
+                  + (f" (personality {config.getoption('personality')})" if config.getoption("personality") else "")
                   + (f"; {out.flaky}" if out.flaky else ""))
         text = script(_target(config, flags, dut, real, tolerated), out.sequence, f, origin)
         path = _keep_script(request, text)
