@@ -1,4 +1,3 @@
-"""vfio-mig-cts: the conformance plugin is loaded for every run from this directory."""
+"""vfio-mig-cts: the conformance plugin is loaded for every run from this directory (fixtures/plugins.py)."""
 
-pytest_plugins = ["fixtures.plugin", "fixtures.hazards", "fixtures.outcomes", "fixtures.results", "fixtures.killmatrix",
-                  "fixtures.labconfig", "fixtures.stateful_options"]
+pytest_plugins = ["fixtures.plugins"]

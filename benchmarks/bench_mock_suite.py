@@ -1,6 +1,6 @@
 """Benchmark: the mock run (``./cts -q``) against pytest's own floor, measured side by side (not a test).
 
-    python benchmarks/bench_mock_suite.py [RUNS] [-- EXTRA PYTEST ARGS FOR THE MOCK RUN]
+    python benchmarks/bench_mock_suite.py [RUNS [PYTEST ARGS...]]     RUNS: 1 to 100 (default 5)
 
 Each round runs, in child processes of the same interpreter under the same conditions, the
 conformance suite on the mock (``pytest suites -q``, every report format, into a temporary folder)
@@ -16,7 +16,10 @@ Where the mock run's time goes comes from ``benchmarks/timing.py`` (loaded into 
 per suite file), the session's end (the reports, written once, and the terminal summary), and exit.
 Each stage is given as the median over the rounds, next to the floor's.
 
-Writes reports/benchmark.json. Speed is measured here, never asserted in a timed test.
+Writes reports/benchmark.json. Speed is measured here, never asserted in a timed test. The PYTEST
+ARGS go to the mock run only.
+
+Exit codes: 0 measured; 1 the suite failed; 4 bad input (one line says what to do).
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vfio_mig_cts.errors import Exit
+from vfio_mig_cts.numbers import NumberError, count
+
 ROOT = Path(__file__).resolve().parent.parent
+RUNS = count(1, 100)
 FLOOR_TEST = '''import pytest
 
 
@@ -47,6 +54,14 @@ STAGES = (("start-up", "start", "configured"), ("collection", "collect_start", "
           ("tests", "tests_start", "tests_end"), ("session end (reports)", "finish_start", "finish_end"),
           ("terminal summary", "summary_start", "summary_end"), ("unconfigure", "summary_end", "unconfigured"),
           ("interpreter exit", "unconfigured", "exit"))
+
+
+class SuiteFailed(Exception):
+    """A run did not pass; ``code`` is its exit status, ``str()`` its last output."""
+
+    def __init__(self, code: int, output: str) -> None:
+        super().__init__(output)
+        self.code = code
 
 
 @dataclass
@@ -69,8 +84,8 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_pytest(args: list[str], cwd: Path, what: str) -> Run:
-    """``python -m pytest ARGS`` in ``cwd`` with the timing plugin; fails loudly when the run fails."""
+def run_pytest(args: list[str], cwd: Path) -> Run:
+    """``python -m pytest ARGS`` in ``cwd`` with the timing plugin; ``SuiteFailed`` when the run fails."""
     with tempfile.NamedTemporaryFile(suffix=".json") as timing:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "VFIO_CTS_TIMING": timing.name}
         cpu0, start = _child_cpu(), time.time()
@@ -78,7 +93,7 @@ def run_pytest(args: list[str], cwd: Path, what: str) -> Run:
                               capture_output=True, text=True, check=False)
         end, cpu1 = time.time(), _child_cpu()
         if proc.returncode != 0:
-            raise SystemExit(f"{what} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+            raise SuiteFailed(proc.returncode, (proc.stdout + proc.stderr).strip())
         data = json.loads(Path(timing.name).read_text())
     marks = {name: (float(w), float(c)) for name, (w, c) in data["marks"].items()}
     marks.update(start=(start, 0.0), exit=(end, cpu1 - cpu0))
@@ -87,7 +102,7 @@ def run_pytest(args: list[str], cwd: Path, what: str) -> Run:
 
 def mock_run(extra: list[str]) -> tuple[Run, int]:
     with tempfile.TemporaryDirectory() as reports:
-        run = run_pytest(["suites", "--reports", reports, *extra], ROOT, "the mock run")
+        run = run_pytest(["suites", "--reports", reports, *extra], ROOT)
         count = len(json.loads((Path(reports) / "results.json").read_text())["results"])
     return run, count
 
@@ -98,7 +113,7 @@ def floor_run(count: int) -> Run:
         (folder / "pytest.ini").write_text(FLOOR_INI)
         (folder / "test_floor.py").write_text(FLOOR_TEST.format(count=count))
         return run_pytest(["test_floor.py", "--junitxml", str(folder / "junit.xml"),
-                           "--alluredir", str(folder / "allure-results")], folder, "the floor run")
+                           "--alluredir", str(folder / "allure-results")], folder)
 
 
 def bytecode_condition() -> str:
@@ -180,10 +195,23 @@ def report(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    head = argv[:argv.index("--")] if "--" in argv else argv
-    rounds = int(head[0]) if head else 5
-    summary = measure(rounds, extra)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    try:
+        rounds = int(RUNS.parse("RUNS", argv[0])) if argv else 5
+    except NumberError as exc:
+        print(f"bench_mock_suite: {exc}", file=sys.stderr)
+        return int(Exit.BAD_INPUT)
+    try:
+        summary = measure(rounds, argv[1:])
+    except SuiteFailed as exc:
+        if exc.code == Exit.BAD_INPUT:  # the suite's own one line, about the extra arguments
+            print(str(exc).splitlines()[-1], file=sys.stderr)
+            return int(Exit.BAD_INPUT)
+        print(f"bench_mock_suite: a run failed (exit {exc.code}); its output ends:\n{str(exc)[-2000:]}",
+              file=sys.stderr)
+        return int(Exit.TESTS_FAILED)
     print(report(summary))
     out = ROOT / "reports"
     out.mkdir(exist_ok=True)

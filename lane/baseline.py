@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lane.errors import LaneFailure
+from vfio_mig_cts.errors import BadInput, Parser
+
 BASELINE = Path(__file__).resolve().with_name("mtty-baseline.json")
 RUNS = ("cdev", "legacy", "hazards")
 SHORTFALL_EXIT = 28  # the lane's exit status when the suite passed but executed fewer cases than the baseline
@@ -166,24 +169,29 @@ def check(reports: Path, runs: list[str], path: Path | None = None) -> Compariso
     return compare(load(path), read_reports(reports, runs), runs)
 
 
+BAD_INPUT = int(LaneFailure.USAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lane.baseline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m lane.baseline", description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog=f"Exit codes: 0 met (or written); {SHORTFALL_EXIT} fewer cases than the baseline; "
+                       f"{BAD_INPUT} bad input (no results, a broken baseline file: one line says what).")
     p.add_argument("reports", type=Path, help="a lane reports directory (reports/lane)")
     p.add_argument("--update", action="store_true", help="write this run's counts as the baseline")
     p.add_argument("--baseline", type=Path, default=BASELINE, help=f"default: lane/{BASELINE.name}")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        args = p.parse_args(sys.argv[1:] if argv is None else argv)
         actual = read_reports(args.reports)
         if not actual:
             print(f"lane.baseline: no {'/'.join(RUNS)} results.json under {args.reports}", file=sys.stderr)
-            return 2
+            return BAD_INPUT
         if args.update:
             missing = [r for r in RUNS if r not in actual]
             if missing:
                 print(f"lane.baseline: no results for {', '.join(missing)} under {args.reports}: "
                       "run the whole lane before updating the baseline", file=sys.stderr)
-                return 2
+                return BAD_INPUT
             write(actual, args.baseline)
             for run in RUNS:
                 total = sum(actual[run].values())
@@ -191,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lane.baseline: wrote {args.baseline}")
             return 0
         result = compare(load(args.baseline), actual, list(actual))
-    except BaselineError as exc:
+    except (BaselineError, BadInput) as exc:
         print(f"lane.baseline: {exc}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     for line in result.lines(args.baseline):
         print(f"lane: {line}")
     if result.ok:

@@ -19,12 +19,12 @@ Rules:
   xpassed, error), the set of rules it broke. Every difference is reported, per open path: another
   outcome, other rules, or a test id only one side has. Skip reasons, messages and durations are not
   compared.
-- Exit status of the command: 0 when they agree, 1 when they differ, 2 when results are missing.
+- Exit status of the command: 0 when they agree, 1 when they differ, 4 (bad input, one line) when
+  results are missing or unreadable or an argument is wrong.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -32,6 +32,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from vfio_mig_cts.errors import BadInput, Exit, Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_PATHS = ("cdev", "legacy")
@@ -167,21 +169,21 @@ def report(diffs: list[Difference]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lane.calibration", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m lane.calibration", description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="?", type=Path, default=ROOT / "reports" / "lane",
                     help="the lane's reports directory (default: reports/lane)")
     ap.add_argument("--model", type=Path, metavar="RESULTS",
                     help="a model run's results.json (default: run the model now)")
     ap.add_argument("--expectations", action="append", type=Path, default=[], metavar="FILE",
                     help="expectation files for the model run (default: expectations/mtty.toml)")
-    args = ap.parse_args(argv)
     try:
+        args = ap.parse_args(argv)
         model = read_results(args.model) if args.model else run_model(
             args.expectations or [ROOT / "expectations" / "mtty.toml"])
         diffs = calibrate(args.reports, model)
-    except CalibrationError as exc:
+    except (CalibrationError, BadInput) as exc:
         print(f"calibration: {exc}", file=sys.stderr)
-        return 2
+        return int(Exit.BAD_INPUT)
     print("\n".join(report(diffs)))
     return 1 if diffs else 0
 

@@ -5,8 +5,9 @@ and prints every difference (reported, not part of the verdict).
 
 Exit status: the suite's (0 when every run passed, else the first failing run's pytest status);
 28 (``baseline.SHORTFALL_EXIT``) when the suite passed but a suite file executed fewer test cases than
-``lane/mtty-baseline.json``; or a ``LaneFailure`` code (20-27) with one line on stderr when the lane
-itself could not run.
+``lane/mtty-baseline.json``; or a ``LaneFailure`` code with one line on stderr when the lane itself could
+not run: 4 bad input (as every entry point of the project; its numbers are checked as the suite's,
+``vfio_mig_cts/numbers.py``), 21-27 the lane's own reasons.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ from pathlib import Path
 
 from lane import accel, arch, baseline, boot, bytecode, calibration, kbuild, protocol, results
 from lane.errors import LaneError, LaneFailure
+from vfio_mig_cts.errors import BadInput, Parser
+from vfio_mig_cts.numbers import SECONDS, Bounds, NumberError, count
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTATIONS = ROOT / "expectations" / "mtty.toml"
 OPEN_PATHS = ("cdev", "legacy")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise LaneError(LaneFailure.USAGE, message)
+NUMBERS: dict[str, Bounds] = {"workers": count(1, 256), "suite_timeout": SECONDS, "timeout": SECONDS,
+                              "attempts": count(1, 20), "jobs": count(1, 1024)}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m lane", description=__doc__,
+    p = Parser(prog="python -m lane", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="Arguments after -- go to each pytest run in the guest.")
     p.add_argument("--smoke", action="store_true",
@@ -46,22 +46,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                    help="auto: KVM when the host has hardware KVM (falls back to TCG if the guest does "
                         "not start), else TCG")
-    p.add_argument("--reports", type=Path, default=results.default_reports(ROOT), metavar="DIR",
-                   help="where the guest's results go (default: reports/lane/)")
+    p.add_argument("--reports", default=str(results.default_reports(ROOT)), metavar="DIR",
+                   help="where the guest's results go (default: reports/lane/ of the checkout)")
     p.add_argument("--backend", default="vfio",
                    help="the suite's --backend in the guest (default: vfio; mock proves the lane without it)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", default=None, metavar="N",
                    help="xdist workers, one device under test each (default: the guest's CPUs)")
     p.add_argument("--open-path", action="append", choices=OPEN_PATHS, default=[],
                    help="run only this open path (repeatable; default: cdev then legacy)")
     p.add_argument("--expectations", action="append", type=Path, default=[], metavar="FILE",
                    help=f"expectation file (default: {EXPECTATIONS.relative_to(ROOT)} if it exists)")
-    p.add_argument("--suite-timeout", type=float, default=1800.0, metavar="S",
+    p.add_argument("--suite-timeout", default=1800.0, metavar="S",
                    help="seconds one conformance run may take in the guest before it is killed")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
+    p.add_argument("--timeout", default=None, metavar="S",
                    help="seconds the whole guest may take, boot included (default: derived)")
-    p.add_argument("--attempts", type=int, default=3, help="boots to try when one prints nothing")
-    p.add_argument("--jobs", type=int, default=None, help="make -j for a kernel build")
+    p.add_argument("--attempts", default=3, metavar="N", help="boots to try when one prints nothing (1-20)")
+    p.add_argument("--jobs", default=None, metavar="N", help="make -j for a kernel build")
     p.add_argument("--no-hazards", action="store_true",
                    help="skip the hazard stage (each case known to hang or crash some kernels run alone on a "
                         "fresh device, contained; on by default with --backend vfio)")
@@ -74,7 +74,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1:]
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except BadInput as exc:
+        raise LaneError(LaneFailure.USAGE, str(exc)) from None
     if args.pytest_args:
         raise LaneError(LaneFailure.USAGE, f"unexpected arguments {args.pytest_args}: pytest's go after --")
     args.pytest_args = extra
@@ -88,12 +91,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.expectations = [e.resolve() for e in args.expectations]
     if not args.expectations and EXPECTATIONS.is_file():
         args.expectations = [EXPECTATIONS]
-    if args.workers is not None and args.workers < 1:
-        raise LaneError(LaneFailure.USAGE, "--workers must be at least 1")
-    if args.attempts < 1:
-        raise LaneError(LaneFailure.USAGE, "--attempts must be at least 1")
-    args.reports = args.reports.expanduser().resolve()
+    for dest, bounds in NUMBERS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            try:
+                setattr(args, dest, bounds.parse("--" + dest.replace("_", "-"), value))
+            except NumberError as exc:
+                raise LaneError(LaneFailure.USAGE, str(exc)) from None
+    args.reports = _reports(args.reports)
     return args
+
+
+def _reports(given: str) -> Path:
+    """``--reports``: relative to the caller's directory, a folder the lane can write."""
+    if not given.strip():
+        raise LaneError(LaneFailure.USAGE, "--reports needs a folder")
+    folder = Path(given).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise LaneError(LaneFailure.USAGE, f"--reports {given}: {folder} is not a folder: name a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LaneError(LaneFailure.USAGE, f"--reports {given}: cannot create {folder}: "
+                                           f"{exc.strerror or exc}: name a folder you can write") from None
+    return folder
 
 
 def find_vng() -> str:

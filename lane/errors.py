@@ -6,9 +6,14 @@ import enum
 
 
 class LaneFailure(enum.IntEnum):
-    """Exit codes of the lane when it could not run the suite (pytest uses 0-5; these start at 20)."""
+    """Exit codes of the lane when it could not run the suite.
 
-    USAGE = 20
+    Bad input is 4, pytest's usage error, as for every entry point of the project (the suite's own
+    bad input, from arguments after ``--``, is 4 too); the lane's other reasons start at 21, apart from
+    the suite's verdicts (0-5) and the coverage shortfall (28).
+    """
+
+    USAGE = 4
     NO_TOOL = 21
     NO_SOURCE = 22
     BUILD_FAILED = 23

@@ -86,8 +86,7 @@ def run_suite(cmd: list[str], log: Path, timeout: float) -> dict[str, Any]:
     A process stuck in the kernel (D state) survives SIGKILL and keeps its output open: the run is
     then given up on after a further 30 s, and the next one starts with fresh devices.
     """
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1",
-               HYPOTHESIS_STORAGE_DIRECTORY="/tmp/vfio-mig-cts-hypothesis")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     t0 = time.monotonic()
     _say("running " + " ".join(cmd))
     out = log.open("w")

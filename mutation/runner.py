@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mutation import quirk_only
+from vfio_mig_cts.errors import BadInput, Parser, one_line
+from vfio_mig_cts.numbers import SECONDS, count
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "mutation"
@@ -54,11 +56,16 @@ class Settings:
 
 
 def load_settings(path: Path = CONFIG) -> Settings:
-    raw = tomllib.loads(path.read_text())["mutation"]
-    return Settings(modules=list(raw["modules"]),
-                    test_command=raw["test-command"].format(python=sys.executable),
-                    timeout=float(raw["timeout"]), workers=int(raw["workers"]),
-                    operators=frozenset(raw["operators"]))
+    """mutation/config.toml, its numbers checked as the suite's (vfio_mig_cts/numbers.py); ``BadInput`` else."""
+    try:
+        raw = tomllib.loads(path.read_text())["mutation"]
+        timeout = SECONDS.parse("timeout", raw["timeout"])
+        workers = count(1, 64).parse("workers", raw["workers"])
+        return Settings(modules=list(raw["modules"]),
+                        test_command=raw["test-command"].format(python=sys.executable),
+                        timeout=float(timeout), workers=int(workers), operators=frozenset(raw["operators"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # TOMLDecodeError and NumberError are ValueErrors
+        raise BadInput(one_line(f"{path}: {exc}: fix the file (the keys are described in it)")) from None
 
 
 @dataclass(frozen=True)
@@ -444,11 +451,29 @@ def cmd_report(workdir: Path, settings: Settings) -> None:
           f"written {RESULTS.relative_to(ROOT)}, {SURVIVORS.relative_to(ROOT)}")
 
 
+def session_db(workdir: Path) -> Path:
+    """The session's database, or a ``BadInput`` saying how to start one."""
+    db = workdir / "session.sqlite"
+    if not db.is_file():
+        raise BadInput(f"no mutation session in {workdir}: start one with python -m mutation init "
+                         "(or name its folder with --workdir)")
+    return db
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mutation", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        return _main(argv)
+    except BadInput as exc:
+        print(f"mutation: {exc}", file=sys.stderr)
+        return 4
+
+
+def _main(argv: list[str] | None) -> int:
+    ap = Parser(prog="python -m mutation", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                 epilog="Exit codes: 0 done; 1 (check) a mutant survived; 4 bad input (one line says what to do).")
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    sub = ap.add_subparsers(dest="cmd")
+    sub = ap.add_subparsers(dest="cmd", parser_class=Parser)
     p_init = sub.add_parser("init", help="snapshot the project and enumerate the mutants")
     p_init.add_argument("--fresh", action="store_true", help="discard the session and start over")
     sub.add_parser("run", help="run the pending mutants (init first if there is no session)")
@@ -460,19 +485,27 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("--survivors", action="store_true", help="all survivors of the session")
     args = ap.parse_args(argv)
     settings = load_settings()
-    workdir: Path = args.workdir
+    workdir: Path = args.workdir.expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise BadInput(f"--workdir {args.workdir} is a file, not a folder: name a folder")
     if args.cmd == "init":
         cmd_init(workdir, settings, args.fresh)
     elif args.cmd in (None, "run"):
         cmd_run(workdir, settings)
         cmd_report(workdir, settings)
     elif args.cmd == "status":
-        print(json.dumps(dict(progress(workdir / "session.sqlite")), indent=1))
+        print(json.dumps(dict(progress(session_db(workdir))), indent=1))
     elif args.cmd == "reclassify":
-        db = workdir / "session.sqlite"
+        db = session_db(workdir)
         print(f"mutation: reclassified: {dict(classify(db, workdir / 'pristine', settings, reclassify=True))}")
     elif args.cmd == "report":
+        session_db(workdir)
         cmd_report(workdir, settings)
     elif args.cmd == "check":
+        known = {m.mid for m in mutants(session_db(workdir))}
+        unknown = [i for i in args.ids if i not in known]
+        if unknown:
+            raise BadInput(f"check: unknown mutant id {unknown[0]!r}: the ids are in mutation/results.md "
+                             "and mutation/survivors.json (e.g. driver.NumberReplacer.3)")
         return 1 if cmd_check(workdir, settings, args.ids, args.survivors) else 0
     return 0

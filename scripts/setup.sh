@@ -23,7 +23,9 @@ fi
 if [ ! -e "$stamp" ]; then
   echo "setup: installing vfio-mig-cts and its pinned dependencies into .venv (pip)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev,lane]'
+  # setuptools' note on every editable install ("Editable installation. ... folders in your working
+  # directory") is information, not a problem: kept out of the first run's output.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[dev,lane]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -1,10 +1,11 @@
 """Random sequences of steps on one device, each judged against the model and the registry.
 
-Hypothesis draws SETs (legal and illegal), reads and writes of varying sizes on the live data fd,
-precopy-info queries, early closes, reads of ended fds, resets, full save/resume cycles (and, on the
-mock, ERROR); the checks are the shared ones (vfio_mig_cts/judging/checks.py). A failure shrinks to a minimal
-sequence, printed (and written under the reports folder) as a standalone script that replays it on the
-same backend. ``--stateful-examples``, ``--stateful-steps`` and ``--stateful-seed`` size and seed it.
+A seeded random walk (vfio_mig_cts/exploration/walk.py) takes SETs (legal and illegal), reads and writes
+of varying sizes on the live data fd, precopy-info queries, early closes, reads of ended fds, resets, full
+save/resume cycles (and, on the mock, ERROR); the checks are the shared ones (vfio_mig_cts/judging/checks.py).
+A failure shrinks to a minimal sequence, printed (and written under the reports folder) as a standalone
+script that replays it on the same backend. ``--stateful-examples``, ``--stateful-steps`` and
+``--stateful-seed`` size and seed it (by default one fixed seed per test id, so CI runs repeat).
 
 On the mock each sequence gets a fresh device; on a real one the device under test is reset between
 sequences (and the reset judged).
@@ -27,8 +28,9 @@ import pytest
 from fixtures.plugin import EXPECT_KEY, backend_of, is_real
 from fixtures.stateful_options import option, stateful_seed
 from vfio_mig_cts.backends.protocol import Backend, MigrationDevice, Role, get_state
-from vfio_mig_cts.exploration.machine import Exploration, explore
-from vfio_mig_cts.exploration.stateful import Explorer, Judge, Target, known_lines, known_rules, script
+from vfio_mig_cts.exploration.reproducer import Target, script
+from vfio_mig_cts.exploration.stateful import Explorer, Judge, known_lines, known_rules
+from vfio_mig_cts.exploration.walk import Exploration, explore
 from vfio_mig_cts.judging.expectations import Expectation
 from vfio_mig_cts.judging.verdict import Verdict
 from vfio_mig_cts.reports.writer import REPRODUCER, reproducer_name
@@ -38,8 +40,10 @@ from vfio_mig_cts.uapi.vfio import State
 def _target(config: pytest.Config, flags: int, dev: MigrationDevice, real: bool, known: frozenset[str]) -> Target:
     devices = (dev.name,) if real else ()
     return Target(backend=str(config.getoption("backend")), flags=flags, fault=config.getoption("fault"),
+                  personality=config.getoption("personality"),
                   kernel_profile=config.getoption("kernel_profile"), devices=devices,
                   open_path=str(config.getoption("open_path")), ioctl_timeout=float(config.getoption("ioctl_timeout")),
+                  extra=dict(getattr(config.option, "backend_extra", None) or {}),
                   hazard_timeout=float(config.getoption("hazard_timeout")),
                   run_hazards=bool(config.getoption("run_hazards")), known=tuple(sorted(known)))
 
@@ -101,7 +105,8 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
     examples, steps = int(option(config, "stateful_examples")), int(option(config, "stateful_steps"))
     out = explore(Exploration(make, done), examples, steps, seed)
     print(f"stateful: seed {seed} (--stateful-seed {seed}), {out.runs} sequences, {out.steps} steps, "
-          f"{out.seconds:.2f} s")
+          + (f"shrunk from {out.unshrunk} steps in {out.replays} replays, " if out.finding else "")
+          + f"{out.seconds:.2f} s")
     # The rules the sequences judged, for the reports; known ones left out (met or not, they must not
     # make this test an expected failure or an unexpected pass).
     for rid in sorted({r for j in judges for r in j.judged} - tolerated):
@@ -120,7 +125,8 @@ def test_random_sequences(flags: int, dut: MigrationDevice, verdict: Verdict, re
         origin = (f"Found by {request.node.nodeid} with --stateful-seed {seed} on backend "
                   f"{config.getoption('backend')}" + (f" (fault {config.getoption('fault')})"
                                                       if config.getoption("fault") else "")
-                  + (f"; Hypothesis: {out.flaky}" if out.flaky else ""))
+                  + (f" (personality {config.getoption('personality')})" if config.getoption("personality") else "")
+                  + (f"; {out.flaky}" if out.flaky else ""))
         text = script(_target(config, flags, dut, real, tolerated), out.sequence, f, origin)
         path = _keep_script(request, text)
         print(f"stateful reproducer ({len(out.sequence)} steps): {path}\n{text}")

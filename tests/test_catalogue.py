@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(900)  # each test runs the whole suite in a chi
 
 
 def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:
-    run = run_suite(tmp_path, "--strict", *FAST)
+    run = run_suite(tmp_path, "--strict-rules", *FAST)
     assert run.returncode == 0, run.output[-3000:]
     assert len(run.results) >= 300
     assert not [r for r in run.results if r["outcome"] not in ("passed", "skipped")], run.output[-3000:]
@@ -31,7 +31,7 @@ def test_correct_mock_passes_everything_strictly(tmp_path: Path) -> None:
 def test_fault_is_caught(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Every test the entry names fails against it; every failure is within the entry's rule family."""
     fault = CATALOGUE[name]
-    args = ["--fault", name, "--strict", "--hazard-timeout", "2", *FAST]
+    args = ["--fault", name, "--strict-rules", "--hazard-timeout", "2", *FAST]
     if fault.profile:
         args += ["--kernel-profile", fault.profile]
     run = run_suite(tmp_path, *args)

@@ -52,7 +52,7 @@ def test_a_full_lab_file(tmp_path: Path) -> None:
     write(tmp_path / "mine.toml", EXPECT)
     lab = parse(write(tmp_path / "lab.toml", """
 [run]
-strict = true
+strict_rules = true
 kernel_profile = "7.2"
 open_path = "cdev"
 ioctl_timeout = 20
@@ -71,7 +71,7 @@ expectations = ["mine.toml"]
 name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 """ if (ROOT / "expectations/mtty.toml").exists() else """
 [run]
-strict = true
+strict_rules = true
 kernel_profile = "7.2"
 open_path = "cdev"
 ioctl_timeout = 20
@@ -90,7 +90,7 @@ name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 """))
     assert lab.backend == "vfio" and lab.each and lab.workers == 2 and lab.distributed
     assert lab.device_names() == ["3B:00.1", "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"]
-    assert lab.options == {"strict": True, "kernel_profile": "7.2", "open_path": "cdev", "ioctl_timeout": 20}
+    assert lab.options == {"strict_rules": True, "kernel_profile": "7.2", "open_path": "cdev", "ioctl_timeout": 20}
     assert lab.backend_options == {"answer": 42}
     first = lab.devices[0]
     assert (first.peer, first.incompatible) == ("0000:5e:00.1", "0000:5e:00.2")
@@ -99,8 +99,35 @@ name = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 
 
 def test_defaults_without_devices_are_the_mock(tmp_path: Path) -> None:
-    lab = parse(write(tmp_path / "lab.toml", "[run]\nstrict = false\n"))
+    lab = parse(write(tmp_path / "lab.toml", "[run]\nstrict_rules = false\n"))
     assert (lab.backend, lab.devices, lab.workers, lab.distributed) == ("mock", (), 1, False)
+
+
+def test_a_lab_without_devices_spreads_the_tests_over_its_workers(tmp_path: Path) -> None:
+    """``workers = 2`` in a mock lab is honoured (``-n 2 --dist load``), not dropped."""
+    from types import SimpleNamespace
+
+    from fixtures.labconfig import apply
+
+    lab = parse(write(tmp_path / "lab.toml", "[run]\nworkers = 2\n"))
+    assert (lab.backend, lab.each, lab.workers, lab.distributed) == ("mock", False, 2, True)
+    controller = SimpleNamespace(option=_options())
+    apply(controller, lab)  # type: ignore[arg-type]
+    assert (controller.option.numprocesses, controller.option.dist) == (2, "load")
+
+
+def test_reports_are_relative_to_the_lab_file_and_the_command_line_wins(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fixtures.labconfig import apply
+
+    lab = parse(write(tmp_path / "lab.toml", '[run]\nreports = "out"\n'))
+    assert lab.options["reports"] == str(tmp_path / "out")
+    for given, no_reports, want in ((None, False, str(tmp_path / "out")), ("mine", False, "mine"),
+                                    (None, True, None)):
+        config = SimpleNamespace(option=_options(reports=given, no_reports=no_reports))
+        apply(config, lab)  # type: ignore[arg-type]
+        assert config.option.reports == want
 
 
 def test_expectation_paths_are_relative_to_the_lab_file_then_the_repository(tmp_path: Path) -> None:
@@ -130,9 +157,10 @@ def test_each_false_spreads_over_workers_and_needs_one_peer(tmp_path: Path) -> N
     ("[run]\nbogus = 1\n", "[run]: unknown key 'bogus'"),
     ("[runs]\n", "unknown key 'runs'"),
     ("[run]\nworkers = \"two\"\n", "workers must be int, not str"),
-    ("[run]\nstrict = 1\n", "strict must be bool, not int"),
+    ("[run]\nstrict_rules = 1\n", "strict_rules must be bool, not int"),
+    ("[run]\nstrict = true\n", "strict is now called strict_rules (as --strict-rules on the command line)"),
     ("[run]\nopen_path = \"fast\"\n", "open_path must be one of auto, cdev, legacy"),
-    ("[run]\nioctl_timeout = 0\n", "ioctl_timeout must be a positive number"),
+    ("[run]\nioctl_timeout = 0\n", "ioctl_timeout 0: give a number of seconds above 0"),
     ("[run]\nkernel_profile = \"5.4\"\n", "unknown kernel_profile '5.4'"),
     ("[[device]]\npeer = \"0000:3b:00.2\"\n", "[[device]] 1: a name is required"),
     ("[[device]]\nname = \"3b:00.1\"\ncolour = \"red\"\n", "[[device]] 1: unknown key 'colour'"),
@@ -247,9 +275,9 @@ def _options(**kw: object) -> object:
     from types import SimpleNamespace
 
     base: dict[str, object] = {"vfio_device": [], "vfio_peer": None, "vfio_incompatible": None, "backend": "mock",
-                               "expectations": [], "numprocesses": None, "dist": "no", "reports": "reports",
-                               "open_path": "auto", "hazard_timeout": 5.0, "ioctl_timeout": 10.0,
-                               "kernel_profile": None, "strict": False, "run_hazards": False}
+                               "expectations": [], "numprocesses": None, "dist": "no", "reports": None,
+                               "no_reports": False, "open_path": "auto", "hazard_timeout": 5.0, "ioctl_timeout": 10.0,
+                               "kernel_profile": None, "strict_rules": False, "run_hazards": False}
     base.update(kw)
     return SimpleNamespace(**base)
 

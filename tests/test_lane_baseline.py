@@ -59,10 +59,10 @@ def test_compare_fewer_fails_more_is_a_note() -> None:
 def test_update_then_load_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reports, path = tmp_path / "lane", tmp_path / "baseline.json"
     write_run(reports, "cdev", RECORDS)
-    assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 2  # legacy missing
+    assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == baseline.BAD_INPUT  # legacy missing
     assert not path.exists() and "legacy" in capsys.readouterr().err
     write_run(reports, "legacy", RECORDS[:3])
-    assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 2  # the hazard stage missing
+    assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == baseline.BAD_INPUT  # no hazards
     assert not path.exists() and "hazards" in capsys.readouterr().err
     write_run(reports, "hazards", RECORDS[:1])
     assert baseline.main(["--update", str(reports), "--baseline", str(path)]) == 0
@@ -74,7 +74,7 @@ def test_update_then_load_round_trips(tmp_path: Path, capsys: pytest.CaptureFixt
     write_run(reports, "legacy", RECORDS[:1])
     assert baseline.main([str(reports), "--baseline", str(path)]) == baseline.SHORTFALL_EXIT
     assert "legacy suites/test_arcs.py 1 (baseline 2)" in capsys.readouterr().out
-    assert baseline.main([str(tmp_path / "empty"), "--baseline", str(path)]) == 2
+    assert baseline.main([str(tmp_path / "empty"), "--baseline", str(path)]) == baseline.BAD_INPUT
 
 
 @pytest.mark.parametrize("text", ["", "[]", '{"executed": {"cdev": {"a.py": -1}}}',

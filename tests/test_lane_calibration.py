@@ -101,7 +101,7 @@ def test_command_line(lane: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     model.write_text(json.dumps({"results": [*MODEL[:1], rec(DRAIN, "passed"), *MODEL[2:]]}))
     assert calibration.main([str(lane), "--model", str(model)]) == 1
     assert "2 difference(s)" in capsys.readouterr().out
-    assert calibration.main([str(tmp_path / "nothing"), "--model", str(model)]) == 2
+    assert calibration.main([str(tmp_path / "nothing"), "--model", str(model)]) == 4  # bad input
 
 
 def test_model_command_runs_the_mtty_personality_with_the_lanes_expectations() -> None:

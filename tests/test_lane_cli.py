@@ -32,7 +32,7 @@ def test_kernel_image_and_tree_accepted(tmp_path: Path) -> None:
 def test_main_prints_one_line_and_returns_the_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--kernel", str(tmp_path / "nope")]) == LaneFailure.USAGE
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("lane: USAGE (exit 20): --kernel")
+    assert err.count("\n") == 1 and err.startswith("lane: USAGE (exit 4): --kernel")
 
 
 def test_unknown_option_is_usage(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ def test_config_names_the_mock_logic_and_the_suite() -> None:
     for module in s.modules:
         assert (ROOT / module).is_file(), module
     assert "vfio_mig_cts/backends/mock/quirks.py" not in s.modules  # the fault knobs are not mutated
-    assert re.search(r"-m pytest suites -x\b.*--strict", s.test_command)
+    assert re.search(r"-m pytest suites -x\b.*--strict-rules", s.test_command)
     assert 0 < s.timeout <= 120 and s.workers >= 1
     assert all(op.startswith("core/") for op in s.operators)
 

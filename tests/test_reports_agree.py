@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MUST = "ARC.TRANSITION"
 SHOULD = next(r.id for r in RULES.values() if r.force is Force.SHOULD)
 KNOWN = "ARC.DATA_FD"
-STRICT = "--strict"  # the suite's strictness option (what strict_rules() reads)
+STRICT = "--strict-rules"  # the suite's strictness option (what strict_rules() reads)
 
 # The mock, presented as a real device so that a hazard is not run (fixtures/hazards.py).
 REAL_MOCK = '''

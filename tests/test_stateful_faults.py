@@ -7,8 +7,8 @@ import pytest
 
 from vfio_mig_cts.backends.mock.backend import MockBackend
 from vfio_mig_cts.backends.protocol import Role
-from vfio_mig_cts.exploration.machine import Exploration, explore
 from vfio_mig_cts.exploration.stateful import Explorer, Judge
+from vfio_mig_cts.exploration.walk import Exploration, explore
 from vfio_mig_cts.faults.catalogue import CATALOGUE
 from vfio_mig_cts.spec.registry import RULES
 
@@ -19,9 +19,9 @@ SEEDS, EXAMPLES, STEPS = (7, 8), 40, 40
 # plumbing (malformed feature calls), DMA logging and races have suites of their own; invalid or
 # incompatible streams are the resume suites' (the explorer only resumes streams it saved); argsz,
 # seeking, poll and read-size faults need calls the explorer does not make.
-# The generation depends only on the seed and the options, not on what else the process imported
-# (fixtures.stateful_machine.fixed_constants): a fault found when this file runs alone is found inside
-# the whole tests/ run under xdist too.
+# The sequences depend only on the seed and the options, not on what else the process imported or ran
+# (one random.Random per exploration): a fault found when this file runs alone is found inside the whole
+# tests/ run under xdist too.
 FOUND = (
     "accepts-blocked-arc", "accepts-error-target", "accepts-unsupported-state", "data-size-fails-resuming",
     "dirty-bytes-start-nonzero", "ended-fd-still-reads", "fd-where-none-due", "fds-bidirectional",

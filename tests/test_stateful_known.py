@@ -21,8 +21,8 @@ import pytest
 from vfio_mig_cts.backends.mock.backend import MockBackend
 from vfio_mig_cts.backends.mock.quirks import with_changes
 from vfio_mig_cts.backends.protocol import Role
-from vfio_mig_cts.exploration.machine import Exploration, Outcome, explore
 from vfio_mig_cts.exploration.stateful import Explorer, Judge, known_lines, known_rules
+from vfio_mig_cts.exploration.walk import Exploration, Outcome, explore
 from vfio_mig_cts.judging.expectations import load
 from vfio_mig_cts.uapi.vfio import MigFlag
 

@@ -34,8 +34,19 @@ BUILTIN = {
 }
 
 
+def _what(exc: BaseException) -> str:
+    """An exception as one short phrase (a ``sys.exit`` inside a module or factory says so)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def load_backend(spec: str, options: BackendOptions) -> Backend:
-    """Resolve ``spec`` (``mock``, ``vfio`` or ``package.module:factory``) and call the factory."""
+    """Resolve ``spec`` (``mock``, ``vfio`` or ``package.module:factory``) and call the factory.
+
+    Whatever goes wrong in a third-party module (an import error, a syntax error, an exception or a
+    ``sys.exit`` at import or in its factory) is a ``BackendError``: one line, exit 4.
+    """
     target = BUILTIN.get(spec, spec)
     if ":" not in target:
         raise BackendError(f"unknown backend {spec!r}: use mock, vfio, or package.module:factory")
@@ -44,6 +55,12 @@ def load_backend(spec: str, options: BackendOptions) -> Backend:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
         raise BackendError(f"backend {spec!r}: cannot import {mod_name}: {exc}") from exc
+    except SyntaxError as exc:
+        raise BackendError(f"backend {spec!r}: cannot import {mod_name}: {exc.msg} ({exc.filename}, line "
+                           f"{exc.lineno}): fix the module") from exc
+    except (Exception, SystemExit) as exc:
+        raise BackendError(f"backend {spec!r}: importing {mod_name} failed: {_what(exc)}: fix the module "
+                           "(see docs/backends.md)") from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise BackendError(f"backend {spec!r}: {mod_name} has no callable {attr!r}")
@@ -51,8 +68,8 @@ def load_backend(spec: str, options: BackendOptions) -> Backend:
         backend = factory(options)
     except BackendError:
         raise
-    except Exception as exc:
-        raise BackendError(f"backend {spec!r} failed to start: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:
+        raise BackendError(f"backend {spec!r} failed to start: {_what(exc)}") from exc
     for needed in ("feature_sets", "open", "kernel_profile", "close"):
         if not callable(getattr(backend, needed, None)):
             raise BackendError(f"backend {spec!r}: the object its factory returned has no {needed}() "

@@ -14,22 +14,19 @@ known, and an unknown finding still stops the sequence, shrinks and fails.
 
 A step that does not apply where the device is (a read with no session open, leaving RESUMING before
 the stream is complete, a hazard the run may not take) does nothing and is not logged. The log of
-steps taken is what ``script()`` turns into a standalone reproducer; ``reproduce()`` is what that
-script calls. vfio_mig_cts/exploration/machine.py draws the steps with Hypothesis.
+steps taken is what vfio_mig_cts/exploration/shrink.py replays and shrinks and what
+vfio_mig_cts/exploration/reproducer.py writes as a standalone script; vfio_mig_cts/exploration/walk.py
+draws the steps from a seed.
 """
 
 from __future__ import annotations
 
 import errno
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from vfio_mig_cts.backends.protocol import (
-    DEFAULT_PROFILE,
     ArcTrace,
     DataStream,
     DeviceProfile,
@@ -38,7 +35,6 @@ from vfio_mig_cts.backends.protocol import (
     KernelProfile,
     MigrationDevice,
     PrecopyInfo,
-    Role,
     data_size,
     get_state,
     get_state_fd,
@@ -62,17 +58,6 @@ READ_SIZES = (4096, 1, 7, 16, 64, 1 << 20)
 WRITE_SIZES = (1 << 20, 1, 7, 24, 64)
 
 # --- the judge ------------------------------------------------------------------------------------
-
-_BROKEN: dict[str, type[RuleViolation]] = {}
-
-
-def broken_type(rule_id: str) -> type[RuleViolation]:
-    """A ``RuleViolation`` subclass per rule, so Hypothesis tells apart (and shrinks separately) two
-    sequences that break different rules."""
-    if rule_id not in _BROKEN:
-        _BROKEN[rule_id] = type(f"Broken_{rule_id.replace('.', '_')}", (RuleViolation,), {})
-    return _BROKEN[rule_id]
-
 
 def known_rules(expectations: Iterable[Expectation], driver: str, device: str) -> dict[str, tuple[Expectation, ...]]:
     """The rules the expectation files list for this driver (or this device), each with its entries.
@@ -119,7 +104,7 @@ class Judge(Verdict):
             return True
         if rule_id in self.tolerated:
             return False
-        raise broken_type(rule_id)(finding)
+        raise RuleViolation(finding)
 
 
 # --- what the explorer knows about data sessions ------------------------------------------------
@@ -214,7 +199,7 @@ class Explorer:
         self.judge.check("ARC.NO_ASYNC", now == self.state, expected=f"GET reports {self.state.name}",
                          observed=f"GET reports {state_name(now)}", context=f"{why} {self._where()}")
 
-    # --- preconditions (the Hypothesis rules use them too) -----------------------------------------
+    # --- where a step applies (the walk's moves ask these too) ----------------------------------------
     def saving(self) -> bool:
         return self.live is not None and self.live.kind == "saving" and not self.live.closed
 
@@ -548,216 +533,3 @@ def _call(fn: Callable[[], Any]) -> tuple[int, Any]:
         return 0, fn()
     except OSError as exc:
         return exc.errno or errno.EIO, None
-
-
-# --- replaying and shrinking a sequence ------------------------------------------------------------
-
-SIMPLER: dict[str, tuple[Any, ...]] = {  # per step, its argument values from simplest to least simple
-    "set_state": TARGETS, "read": READ_SIZES, "write": WRITE_SIZES, "read_ended": (0,), "dirty": (0,)}
-
-
-def replay(make: Callable[[], Explorer], done: Callable[[Explorer, bool], None],
-           steps: list[Step]) -> tuple[Finding | None, list[Step]]:
-    """Take ``steps`` on a fresh explorer: the finding it stops at (None: every step passed), and the
-    steps it took (a step that no longer applies is dropped)."""
-    ex = make()
-    failed = True
-    try:
-        for name, args in steps:
-            getattr(ex, name)(*args)
-        ex.finish()
-        failed = False
-    except RuleViolation as exc:
-        return exc.finding, list(ex.log)
-    except Exception:
-        return None, list(ex.log)
-    finally:
-        ex.close_all()
-        done(ex, failed)
-    return None, list(ex.log)
-
-
-def shrink(make: Callable[[], Explorer], done: Callable[[Explorer, bool], None], steps: list[Step],
-           rule_id: str, budget: int = 3000, seconds: float = 20.0) -> tuple[Finding | None, list[Step]]:
-    """The shortest sequence found that still breaks ``rule_id``: chunks of steps removed (halving the
-    chunk), then each step's argument made simpler; every candidate is replayed on a fresh run. Stops
-    after ``budget`` replays or ``seconds`` (a hanging device makes replays slow) with the best so far."""
-    finding, best = replay(make, done, steps)
-    if finding is None or finding.rule.id != rule_id:
-        return finding, best
-    tries = 0
-    deadline = time.monotonic() + seconds
-
-    def attempt(cand: list[Step]) -> bool:
-        nonlocal finding, best, tries
-        tries += 1
-        if time.monotonic() > deadline:
-            tries = budget
-            return False
-        got, taken = replay(make, done, cand)
-        if got is None or got.rule.id != rule_id or len(taken) > len(best):
-            return False
-        finding, best = got, taken
-        return True
-
-    chunk = max(1, len(best) // 2)
-    while chunk >= 1 and tries < budget:
-        i, before = 0, len(best)
-        while i < len(best) and tries < budget:
-            if not attempt(best[:i] + best[i + chunk:]):
-                i += chunk
-        if chunk > 1:
-            chunk //= 2
-        elif len(best) == before:
-            break  # no single step can go: 1-minimal
-    for i in range(len(best)):
-        if i >= len(best) or tries >= budget:
-            break
-        name, args = best[i]
-        for alt in SIMPLER.get(name, ()):
-            if args and alt != args[0]:
-                simpler = list(SIMPLER[name]).index(alt) < list(SIMPLER[name]).index(args[0]) \
-                    if args[0] in SIMPLER[name] else True
-                if simpler and attempt([*best[:i], (name, (alt, *args[1:])), *best[i + 1:]]):
-                    break
-    return finding, best
-
-
-# --- reproducers ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Target:
-    """How to get the device a run explored again: the backend and its options."""
-
-    backend: str = "mock"
-    flags: int = 7
-    fault: str | None = None
-    quirks: dict[str, Any] = field(default_factory=dict)  # mock only: knobs set directly
-    kernel_profile: str | None = None
-    devices: tuple[str, ...] = ()
-    open_path: str = "auto"
-    ioctl_timeout: float = 10.0
-    hazard_timeout: float = 5.0
-    run_hazards: bool = False
-    known: tuple[str, ...] = ()  # rules the judge tolerates (known findings of the driver)
-
-    def call_args(self) -> str:
-        parts = [f"backend={self.backend!r}", f"flags={self.flags:#x}"]
-        for name in ("fault", "kernel_profile"):
-            if getattr(self, name) is not None:
-                parts.append(f"{name}={getattr(self, name)!r}")
-        if self.quirks:
-            parts.append(f"quirks={self.quirks!r}")
-        if self.devices:
-            parts.append(f"devices={self.devices!r}")
-        if self.backend != "mock":
-            parts += [f"open_path={self.open_path!r}", f"ioctl_timeout={self.ioctl_timeout!r}"]
-        parts.append(f"hazard_timeout={self.hazard_timeout!r}")
-        if self.run_hazards:
-            parts.append("run_hazards=True")
-        if self.known:
-            parts.append(f"known={tuple(self.known)!r}")
-        return ", ".join(parts)
-
-
-def _describe_step(step: Step) -> str:
-    name, args = step
-    if name == "set_state" and args:
-        return f"  # SET {state_name(int(args[0]))}"
-    return ""
-
-
-def script(target: Target, steps: list[Step], finding: Finding, origin: str) -> str:
-    """A standalone Python script that replays ``steps`` on ``target``: exit 1 when a rule breaks again."""
-    root = str(_root())
-    lines = [
-        f"#!{sys.executable}",
-        '"""vfio-mig-cts stateful reproducer.',
-        "",
-        f"{origin}",
-        f"Breaks {finding.rule.id} ({finding.rule.force.value}, {finding.rule.source}) in {len(steps)} step(s):",
-        f"  {finding.rule.quote}",
-        "Exit status 1 when the rule breaks again (the finding is printed), 0 when every step passes.",
-        *([f"Known findings of the driver, recorded and gone past: {', '.join(target.known)}."]
-          if target.known else []),
-        '"""',
-        "import sys",
-        "",
-        f"sys.path.insert(0, {root!r})",
-        "",
-        "from vfio_mig_cts.exploration.stateful import reproduce  # noqa: E402",
-        "",
-        f"with reproduce({target.call_args()}) as ex:",
-    ]
-    for name, args in steps:
-        call = f"    ex.{name}({', '.join(repr(a) for a in args)})"
-        lines.append(call + _describe_step((name, args)))
-    if not steps:
-        lines.append("    pass")
-    return "\n".join(lines) + "\n"
-
-
-def _root() -> Any:
-    from pathlib import Path
-    return Path(__file__).resolve().parents[2]
-
-
-def open_target(target: Target) -> tuple[Any, MigrationDevice]:
-    """The backend and a device in RUNNING for ``target``."""
-    from vfio_mig_cts.backends.loader import BackendOptions, load_backend
-    from vfio_mig_cts.backends.mock.backend import MockBackend
-    from vfio_mig_cts.backends.mock.quirks import with_changes
-
-    if target.backend == "mock" and target.quirks:
-        backend: Any = MockBackend(quirks=with_changes(target.quirks), profile=target.kernel_profile or DEFAULT_PROFILE)
-    else:
-        backend = load_backend(target.backend, BackendOptions(
-            kernel_profile=target.kernel_profile, devices=target.devices, open_path=target.open_path,
-            ioctl_timeout=target.ioctl_timeout, fault=target.fault))
-    return backend, backend.open(Role.DUT, target.flags)
-
-
-@contextmanager
-def reproduce(exit: bool = True, **kwargs: Any) -> Iterator[Explorer]:
-    """Open the target, give the steps an ``Explorer``, and say whether a rule broke again.
-
-    Exits the process (status 1 reproduced, 0 not) unless ``exit=False``; then ``RuleViolation``
-    propagates to the caller as it happened. Findings of the ``known`` rules are printed and gone past,
-    as the exploration did."""
-    target = Target(**kwargs)
-    backend, dev = open_target(target)
-    judge = Judge(frozenset(target.known))
-    ex = Explorer(dev, target.flags, judge, backend.kernel_profile(), reset_at_end=target.backend != "mock",
-                  hazard_timeout=target.hazard_timeout, run_hazards=target.run_hazards,
-                  real=target.backend != "mock")
-    code = 0
-    try:
-        try:
-            yield ex
-            ex.finish()
-        except RuleViolation as exc:
-            _print_known(judge)
-            if not exit:
-                raise
-            print(f"REPRODUCED after {len(ex.log)} step(s):\n{exc.finding.message()}")
-            code = 1
-        else:
-            _print_known(judge)
-            print(f"not reproduced: all {len(ex.log)} step(s) passed")
-    finally:
-        ex.close_all()
-        try:
-            if get_state(dev) != S.RUNNING:
-                dev.reset()
-        except OSError:
-            pass
-        dev.close()
-        backend.close()
-    if exit:
-        sys.exit(code)
-
-
-def _print_known(judge: Judge) -> None:
-    for f in judge.findings:
-        if f.rule.id in judge.tolerated:
-            print(f"known finding, gone past: {f.rule.id}: {f.observed}")

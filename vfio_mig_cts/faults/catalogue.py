@@ -3,16 +3,18 @@
 Each entry names the rule it breaks, a small declarative change to the mock (``Quirks`` knobs, and
 a kernel profile where the fault is the core's), and the tests that must fail against it. The
 suite's own tests run every entry: each listed test must fail (or warn, for should/convention
-rules, which ``--strict`` turns into failures), every failure must belong to the entry's rule family,
+rules, which ``--strict-rules`` turns into failures), every failure must belong to the entry's rule family,
 and the correct mock must pass everything.
 
-``python -m vfio_mig_cts.faults.catalogue`` lists the entries with their rules and quotes.
+``python -m vfio_mig_cts.faults.catalogue [NAME...]`` lists the entries (or those named) with their rules
+and quotes; an unknown name is bad input (exit 4).
 """
 
 from __future__ import annotations
 
 import sys
 
+from vfio_mig_cts.errors import Exit
 from vfio_mig_cts.faults.entry import Fault
 from vfio_mig_cts.spec.registry import RULES
 
@@ -132,9 +134,20 @@ def _assemble() -> dict[str, Fault]:
 CATALOGUE: dict[str, Fault] = _assemble()
 
 
+USAGE = "python -m vfio_mig_cts.faults.catalogue [NAME...]   (no name: every entry)"
+
+
 def main(argv: list[str]) -> int:
-    """List the catalogue: each entry with its rule, force and quote."""
-    for f in CATALOGUE.values():
+    """List the catalogue (or the entries named): each with its rule, force and quote; 4 for an unknown name."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {USAGE}")
+        return 0
+    unknown = [a for a in argv if a not in CATALOGUE]
+    if unknown:
+        what = "option" if unknown[0].startswith("-") else "fault"
+        print(f"catalogue: unknown {what} {unknown[0]!r}: usage: {USAGE}", file=sys.stderr)
+        return int(Exit.BAD_INPUT)
+    for f in (CATALOGUE[a] for a in argv) if argv else CATALOGUE.values():
         r = RULES[f.rule]
         print(f"{f.name}\n  breaks {r.id} ({r.force.value}, {r.source}): \"{r.quote}\"\n  {f.description}")
     return 0

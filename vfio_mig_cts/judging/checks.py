@@ -4,7 +4,7 @@ Each function takes what a test observed and records it on a ``Verdict`` under t
 the same expectation, as the fixed suites do (test_arcs, test_precopy, test_streams, test_resume). The
 resume suites' own helpers (judging/resume_cases.py: ``reset_out_of``, ``check_dead``) are shared the
 same way.
-The stateful machine (vfio_mig_cts/exploration/stateful.py) and the race suite call these instead of re-implementing
+The stateful explorer (vfio_mig_cts/exploration/stateful.py) and the race suite call these instead of re-implementing
 the judgement, so a device that breaks a rule is blamed for the same rule whichever test finds it;
 the suites can move onto them one by one (each function names the test it was taken from).
 """

@@ -19,6 +19,7 @@ make it an ERROR (fixtures/health.py), unless it is an expected failure by an en
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +58,52 @@ class Expectation:
 
 
 _KEYS = {"rule", "reason", "driver", "device", "tests", "link", "kernel_messages"}
+ROOT = Path(__file__).resolve().parents[2]  # node ids are relative to the repository
+
+
+def glob_problem(pattern: str, root: Path = ROOT) -> str | None:
+    """Why a ``tests`` glob can match no test of the suite (a typo), or None.
+
+    Checked without collecting: the file part (before ``::``), unless it has a ``*``, must be a file
+    of the repository, and the test's name (up to ``[`` or the next ``::``), unless it has a ``*``,
+    must be a function or class that file defines. A glob without ``::`` or ``*`` names a file, not
+    a test. Parameter ids are not checked here (they depend on the device's feature sets).
+    """
+    if "::" not in pattern:
+        return None if "*" in pattern else f"{pattern!r} names no test (node ids look like FILE::TEST[ID]; add ::*)"
+    file_part, rest = pattern.split("::", 1)
+    if "*" in file_part:
+        return None
+    source = root / file_part
+    if not source.is_file():
+        return f"{pattern!r}: no file {file_part} in {root}"
+    name = re.split(r"\[|::", rest, maxsplit=1)[0]
+    if "*" in name or not name:
+        return None
+    if not re.search(rf"^\s*(?:async\s+def|def|class)\s+{re.escape(name)}\b", source.read_text(), re.M):
+        return f"{pattern!r}: {file_part} has no test {name}"
+    return None
+
+
+def _optional_str(where: str, e: dict[str, object], key: str) -> str | None:
+    value = e.get(key)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ExpectationError(f"{where}: {key} must be a non-empty string, not {_show(value)}")
+    return value
+
+
+def _show(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
 
 
 def load(path: Path) -> list[Expectation]:
+    """Read and check an expectation file; every problem is one ``ExpectationError`` line."""
     try:
         data = tomllib.loads(path.read_text())
     except OSError as exc:
-        raise ExpectationError(f"expectation file {path}: {exc.strerror}") from exc
+        raise ExpectationError(f"expectation file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ExpectationError(f"expectation file {path}: not a text file ({exc.reason} at byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ExpectationError(f"expectation file {path}: not valid TOML: {exc}") from exc
     entries = data.get("expect", [])
@@ -72,20 +112,28 @@ def load(path: Path) -> list[Expectation]:
     out = []
     for i, e in enumerate(entries, 1):
         where = f"{path} entry {i}"
-        if not isinstance(e, dict) or set(e) - _KEYS:
+        if not isinstance(e, dict):
+            raise ExpectationError(f"{where}: not an [[expect]] table but {_show(e)}")
+        if set(e) - _KEYS:
             raise ExpectationError(f"{where}: unknown keys {sorted(set(e) - _KEYS)}; allowed: {sorted(_KEYS)}")
-        if e.get("rule") not in RULES:
+        if not isinstance(e.get("rule"), str) or e["rule"] not in RULES:
             raise ExpectationError(f"{where}: rule {e.get('rule')!r} is not in the registry")
         if not isinstance(e.get("reason"), str) or not e["reason"].strip():
             raise ExpectationError(f"{where}: a reason is required")
         tests = e.get("tests", ["*"])
         if isinstance(tests, str):
             tests = [tests]
-        if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+        if not isinstance(tests, list) or not tests or not all(isinstance(t, str) and t.strip() for t in tests):
             raise ExpectationError(f"{where}: tests must be a list of node-id globs")
+        for t in tests:
+            problem = glob_problem(t)
+            if problem:
+                raise ExpectationError(f"{where}: tests {problem}: copy the node id from a test report")
         if not isinstance(e.get("kernel_messages", False), bool):
             raise ExpectationError(f"{where}: kernel_messages must be true or false")
-        out.append(Expectation(rule=e["rule"], reason=e["reason"], driver=e.get("driver"),
-                               device=e.get("device"), tests=tuple(tests), link=e.get("link", ""),
-                               origin=f"{path.name}:{i}", kernel_messages=e.get("kernel_messages", False)))
+        driver, device = _optional_str(where, e, "driver"), _optional_str(where, e, "device")
+        link = _optional_str(where, e, "link") or ""
+        out.append(Expectation(rule=e["rule"], reason=e["reason"], driver=driver, device=device,
+                               tests=tuple(tests), link=link, origin=f"{path.name}:{i}",
+                               kernel_messages=e.get("kernel_messages", False)))
     return out

@@ -2,7 +2,7 @@
 
 A broken *must* rule fails the test at once (``RuleViolation``). A broken *should* or *convention*
 rule is recorded as a warning and the test goes on; the plugin reports the test as a warning, or as
-a failure under ``--strict``.
+a failure under ``--strict-rules``.
 """
 
 from __future__ import annotations

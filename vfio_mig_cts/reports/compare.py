@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfio_mig_cts.errors import Exit
+from vfio_mig_cts.errors import BadInput, Exit, Parser
 from vfio_mig_cts.reports.record import Outcome, RunResults, TestRecord, load
 
 
@@ -131,14 +131,14 @@ def _results_file(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="./cts compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="./cts compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("before", type=Path, help="results.json (or its reports folder) of the run before the patch")
     p.add_argument("after", type=Path, help="results.json (or its reports folder) of the run after")
     try:
         args = p.parse_args(argv)
-    except SystemExit as exc:
-        return int(Exit.BAD_INPUT) if exc.code else 0
+    except BadInput as exc:
+        print(f"./cts compare: {exc}", file=sys.stderr)
+        return int(Exit.BAD_INPUT)
     loaded = []
     for path in (args.before, args.after):
         f = _results_file(path)

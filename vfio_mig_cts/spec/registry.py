@@ -2,7 +2,7 @@
 
 Each quote is the kernel's own text (Linux 6.12 as Debian ships it); ``tests/test_rules.py`` finds
 every quote at its cited line in ``linux-source-6.12``. The force is the text's own modal verb:
-``must`` is a failure; ``should`` a warning (a failure under ``--strict``); ``convention`` is what
+``must`` is a failure; ``should`` a warning (a failure under ``--strict-rules``); ``convention`` is what
 every upstream driver does though the header does not state it (a warning).
 """
 

@@ -43,6 +43,7 @@ from vfio_mig_cts.backends.mock.personalities.files import (
 )
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
+R = "suites/test_resume.py::test_invalid_stream_refused"
 SRC = "drivers/vfio/pci/hisilicon/hisi_acc_vfio_pci.c"
 # acc_magic, qp_num, dev_id, que_iso_cfg, qp_base, vf_qm_state, major_ver, minor_ver, qm_rsv_state[2]
 MATCH = struct.Struct("<QIIIIIHHII")
@@ -116,13 +117,18 @@ HISI_ACC = Personality(
     name="hisi_acc",
     driver="hisi_acc_vfio_pci",
     flags=int(MigFlag.STOP_COPY | MigFlag.PRE_COPY),
-    summary="drivers/vfio/pci/hisilicon/hisi_acc_vfio_pci.c: HiSilicon SEC/HPRE/ZIP accelerator VFs",
+    summary="HiSilicon SEC/HPRE/ZIP accelerator VFs (drivers/vfio/pci/hisilicon/hisi_acc_vfio_pci.c)",
     driver_class=HisiAccDriver,
     state_size=REGS_SIZE,
     incompatible_state_size=REGS_SIZE,  # another VF type: the same struct, another dev_id
     dma_logging=False,
     capabilities=frozenset({Capability.PROFILE}),
     deviations=(
+        Deviation("EOS.PRECOPY_POLL", ("suites/test_precopy.py::test_poll_at_temporary_end[*]",),
+                  "hisi_acc_vf_save_fops has no poll method, so poll() answers the VFS default mask "
+                  "(readable) at PRE_COPY's temporary end of stream, where read() returns 0: userspace cannot wait "
+                  "for more data with it",
+                  f"{SRC}:887"),
         Deviation("EOS.PRECOPY_ENOMSG", ("suites/test_precopy.py::test_initial_bytes_drain[*]",),
                   "hisi_acc_vf_save_read() returns 0, not -ENOMSG, once PRE_COPY's match data is read: len is "
                   "clamped to total_length - pos = 0 and done stays 0", f"{SRC}:870"),
@@ -132,9 +138,13 @@ HISI_ACC = Personality(
                   "qp_num, isolation) with -EFAULT but has already counted its bytes in total_length, and "
                   "vf_qm_load_data() never looks at the match result: leaving RESUMING loads the stream",
                   f"{SRC}:762"),
-        Deviation("RESUME.FINAL_LOAD", ("suites/test_resume.py::test_invalid_stream_refused[*-cut-at-precopy-end-*]",),
+        Deviation("RESUME.FINAL_CHECK", ("suites/test_resume.py::test_invalid_stream_refused[*-cut-at-precopy-end-*]",),
                   "vf_qm_load_data() returns 0 for a stream of exactly QM_MATCH_SIZE bytes (what a VF that was "
                   "not ready saves, vf_qm_state_save():546-552) and loads nothing: the PRE_COPY part of a stream "
                   "loads as if it were complete", f"{SRC}:488"),
+        Deviation("RESUME.FINAL_CHECK", (f"{R}[*-incompatible-*-session*]", f"{R}[*-header-damaged-*-session*]"),
+                  "vf_qm_check_match() runs once per device: match_done, set by the first matching resume, is never "
+                  "cleared, so a later session's write() takes foreign or damaged match data without a check, and "
+                  "vf_qm_load_data() loads it", f"{SRC}:389"),
     ),
 )

@@ -100,32 +100,16 @@ PDS = Personality(
     name="pds",
     driver="pds_vfio_pci",
     flags=int(MigFlag.STOP_COPY | MigFlag.P2P),
-    summary="drivers/vfio/pci/pds/: AMD/Pensando DSC VFs",
+    summary="AMD/Pensando DSC VFs (drivers/vfio/pci/pds/)",
     driver_class=PdsDriver,
     state_size=256,
     incompatible_state_size=512,
     dma_logging=True,
     capabilities=frozenset({Capability.PROFILE, Capability.ERROR, Capability.DMA_WRITES}),
     deviations=(
-        Deviation("ARC.ERROR_EXIT", ("suites/test_arcs.py::test_arc[*-ERROR->*]",
-                                     "suites/test_stateful.py::test_random_sequences[*]"),
-                  "pds_vfio_set_device_state() runs no arc while the state is ERROR and then answers -EIO, not the "
-                  "core's -EINVAL, for every request", f"{DEV}:79"),
-        Deviation("ARC.OUT_OF_RANGE", ("suites/test_arcs.py::test_arc[*-ERROR->*]",),
-                  "in ERROR pds_vfio_set_device_state() answers -EIO before the core could refuse a state number "
-                  "out of range with -EINVAL", f"{DEV}:79"),
-        Deviation("ARC.SAME_STATE", ("suites/test_arcs.py::test_arc[*-ERROR->ERROR]",),
-                  "SET ERROR in ERROR: pds_vfio_set_device_state() answers -EIO where the other drivers' loop "
-                  "(cur == new) returns success", f"{DEV}:79"),
-        Deviation("PRECOPY.EINVAL_OUTSIDE", ("suites/test_precopy.py::test_precopy_info_outside_precopy[*]",),
-                  "pds has no PRE_COPY and its data fds have no ioctl method (pds_vfio_save_fops), so "
-                  "VFIO_MIG_GET_PRECOPY_INFO fails with ENOTTY, not EINVAL", f"{LM}:234"),
-        Deviation("RESUME.FINAL_LOAD", ("suites/test_resume.py::test_invalid_stream_refused[*-appended-*]",),
+        Deviation("RESUME.FINAL_CHECK", ("suites/test_resume.py::test_invalid_stream_refused[*-appended-*]",),
                   "pds_vfio_set_lm_state_cmd() hands the firmware the whole 64 KiB restore file (its scatter "
                   "list), never the number of bytes written, so bytes after the stream cannot be refused: the "
                   "final load takes the stream and ignores them", f"{CMDS}:345"),
-        Deviation("SIZE.ESTIMATE", ("suites/test_streams.py::test_data_size_estimate[*]",),
-                  "pds_vfio_get_device_state_size() answers PDS_LM_DEVICE_STATE_LENGTH (64 KiB) in every state, "
-                  "whatever the firmware's state size is", f"{DEV}:100"),
     ),
 )
