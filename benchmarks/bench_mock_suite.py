@@ -3,7 +3,7 @@
     python benchmarks/bench_mock_suite.py [RUNS [PYTEST ARGS...]]     RUNS: 1 to 100 (default 5)
 
 Each round runs, in child processes of the same interpreter under the same conditions, the
-conformance suite on the mock (``pytest suites -q``, every report format, into a temporary folder)
+conformance suite on the mock as ``./cts -q`` runs it (every report format, into a temporary folder)
 and the floor: as many trivial parametrized tests as the mock run collected, with pytest's own report
 plugins for the same formats (``--junitxml``, allure-pytest's ``--alluredir``) and the same
 ``timeout`` setting. The two alternate which goes first. The figure is the ratio mock / floor per
@@ -50,6 +50,8 @@ def test_trivial(i):
 '''
 FLOOR_INI = "[pytest]\ntimeout = 60\n"  # as pyproject.toml's: pytest-timeout arms its timer per test alike
 COMMON = ("-q", "-p", "no:cacheprovider", "-p", "benchmarks.timing")
+# What ./cts runs (its last line): the plugin loaded up front, this tree's pyproject.toml as the config.
+CTS = ("-p", "fixtures.plugins", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"))
 STAGES = (("start-up", "start", "configured"), ("collection", "collect_start", "collect_end"),
           ("tests", "tests_start", "tests_end"), ("session end (reports)", "finish_start", "finish_end"),
           ("terminal summary", "summary_start", "summary_end"), ("unconfigure", "summary_end", "unconfigured"),
@@ -85,11 +87,11 @@ def _child_cpu() -> float:
 
 
 def run_pytest(args: list[str], cwd: Path) -> Run:
-    """``python -m pytest ARGS`` in ``cwd`` with the timing plugin; ``SuiteFailed`` when the run fails."""
+    """``python -P -m pytest ARGS`` in ``cwd`` with the timing plugin; ``SuiteFailed`` when the run fails."""
     with tempfile.NamedTemporaryFile(suffix=".json") as timing:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "VFIO_CTS_TIMING": timing.name}
         cpu0, start = _child_cpu(), time.time()
-        proc = subprocess.run([sys.executable, "-m", "pytest", *COMMON, *args], cwd=cwd, env=env,
+        proc = subprocess.run([sys.executable, "-P", "-m", "pytest", *COMMON, *args], cwd=cwd, env=env,
                               capture_output=True, text=True, check=False)
         end, cpu1 = time.time(), _child_cpu()
         if proc.returncode != 0:
@@ -102,7 +104,7 @@ def run_pytest(args: list[str], cwd: Path) -> Run:
 
 def mock_run(extra: list[str]) -> tuple[Run, int]:
     with tempfile.TemporaryDirectory() as reports:
-        run = run_pytest(["suites", "--reports", reports, *extra], ROOT)
+        run = run_pytest([*CTS, "--reports", reports, *extra], ROOT)
         count = len(json.loads((Path(reports) / "results.json").read_text())["results"])
     return run, count
 
