@@ -297,7 +297,7 @@ ROUTES = ("stop_copy", "pre_copy", "pre_copy-unread")
 def _save_by(route: str, dev: MigrationDevice, flags: int, verdict: Verdict, session: Session) -> bytes:
     if route == "stop_copy":
         return save(dev, flags, verdict, session)
-    return save_with_precopy(dev, flags, verdict, session, read_precopy=route == "pre_copy", chunk=7)
+    return save_with_precopy(dev, flags, verdict, session, read_precopy=route == "pre_copy", pieces=(7,))
 
 
 @pytest.mark.rule("RESUME.COMPATIBLE", "STREAM.ROUND_TRIP")

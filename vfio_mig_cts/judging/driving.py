@@ -190,14 +190,17 @@ def read_all(stream: DataStream, chunk: int = READ_CHUNK, limit: int = MIN_STREA
     raise EndlessStream(limit, len(out))
 
 
-def read_available(stream: DataStream, chunk: int = READ_CHUNK, limit: int = MIN_STREAM_LIMIT) -> bytes:
+def read_available(stream: DataStream, chunk: int = READ_CHUNK, limit: int = MIN_STREAM_LIMIT,
+                   pieces: tuple[int, ...] = ()) -> bytes:
     """Read PRE_COPY data up to the temporary end of stream (ENOMSG, or 0 from drivers that do so), or up
     to ``limit`` bytes (a running device may go on producing data: the caller then moves on, and STOP_COPY
-    ends the stream)."""
+    ends the stream). Read sizes as ``read_all``'s."""
     out = bytearray()
+    i = 0
     while len(out) <= limit:
         try:
-            data = stream.read(chunk)
+            data = stream.read(_next_size(pieces, chunk, i, len(out)))
+            i += 1
         except OSError as exc:
             if exc.errno == errno.ENOMSG:
                 return bytes(out)
@@ -331,32 +334,33 @@ def restore_running(dev: MigrationDevice, session: Session) -> Restored:
 
 
 def save_with_precopy(dev: MigrationDevice, flags: int, verdict: Verdict, session: Session,
-                      read_precopy: bool = True, chunk: int = READ_CHUNK) -> bytes:
+                      read_precopy: bool = True, pieces: tuple[int, ...] = ()) -> bytes:
     """A complete stream through PRE_COPY: RUNNING -> PRE_COPY, (read the precopy data,) -> STOP_COPY
-    (through PRE_COPY_P2P where P2P exists), read to the end, -> STOP. One fd throughout."""
+    (through PRE_COPY_P2P where P2P exists), read to the end, -> STOP. One fd throughout; read sizes as
+    ``read_all``'s (``pieces`` over the first SMALL_READ_SPAN bytes)."""
     walk(dev, flags, verdict, session, State.RUNNING, "saving through PRE_COPY")
     stream = start_session(dev, verdict, session, State.RUNNING, State.PRE_COPY, "saving through PRE_COPY")
     limit = stream_limit(dev)
-    data = bytearray(read_available(stream, chunk, limit) if read_precopy else b"")
+    data = bytearray(read_available(stream, limit=limit, pieces=pieces) if read_precopy else b"")
     walk(dev, flags, verdict, session, State.STOP_COPY, "saving through PRE_COPY")
-    data += drain_in_group(stream, verdict, chunk, limit)
+    data += drain_in_group(stream, verdict, limit=limit, pieces=pieces)
     step(dev, verdict, State.STOP, "ending the saving session")
     return bytes(data)
 
 
 def drain_in_group(stream: DataStream, verdict: Verdict, chunk: int = READ_CHUNK,
-                   limit: int = MIN_STREAM_LIMIT) -> bytes:
+                   limit: int = MIN_STREAM_LIMIT, pieces: tuple[int, ...] = ()) -> bytes:
     """Read to the end a saving fd that moved from PRE_COPY to STOP_COPY (FD.SAVING_GROUP: it must
-    go on streaming; and EOS rules for how it ends)."""
+    go on streaming; and EOS rules for how it ends). Read sizes as ``read_all``'s."""
     context = "reading STOP_COPY after PRE_COPY"
     try:
-        return read_all(stream, chunk, limit)
+        return read_all(stream, chunk, limit, pieces=pieces)
     except EndlessStream as exc:
         judge_endless(verdict, exc.limit, exc.got, context)
         raise
     except OSError as exc:
         if exc.errno in (errno.ENOMSG, errno.EIO):
-            return read_all(stream, chunk, limit, verdict=verdict, context=context)
+            return read_all(stream, chunk, limit, verdict=verdict, context=context, pieces=pieces)
         verdict.check("FD.SAVING_GROUP", False, expected="the PRE_COPY session's fd streams on in STOP_COPY",
                       observed=f"read() failed with {errno_name(exc.errno)}",
                       context="reading in STOP_COPY on the fd PRE_COPY returned")

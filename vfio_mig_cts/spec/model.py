@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from functools import cache
 
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
@@ -68,12 +69,17 @@ SESSION_END_ARCS = frozenset({(S.PRE_COPY, S.RUNNING), (S.PRE_COPY_P2P, S.RUNNIN
                               (S.STOP_COPY, S.STOP), (S.RESUMING, S.STOP)})
 
 
+# STATE_FLAGS as plain ints indexed by state: supports() runs for every arc of every plan (IntFlag
+# arithmetic costs a microsecond a call there).
+_NEED: tuple[int, ...] = tuple(int(STATE_FLAGS[s]) for s in sorted(State))
+
+
 def supports(flags: int, state: int) -> bool:
     """Whether a device with these migration flags supports ``state`` (state_flags_table)."""
-    if not 0 <= state < len(State):
+    if not 0 <= state < len(_NEED):
         return False
-    need = STATE_FLAGS[State(state)]
-    return (need & flags) == need
+    need = _NEED[state]
+    return (need & int(flags)) == need
 
 
 def supported_states(flags: int) -> tuple[State, ...]:
@@ -136,8 +142,10 @@ class Plan:
         return " -> ".join(s.name for s in self.path)
 
 
+@cache
 def plan(flags: int, cur: State, new: int) -> Plan:
-    """The driver loop ``while (cur != new) { get_next_state(); step(); }`` over the core's table."""
+    """The driver loop ``while (cur != new) { get_next_state(); step(); }`` over the core's table.
+    (A pure function of its arguments, kept once computed: a ``Plan`` is immutable.)"""
     arcs: list[tuple[State, State]] = []
     here = cur
     if new == here:
@@ -173,6 +181,7 @@ EXTRA_ARCS_WITHOUT_P2P: frozenset[tuple[State, State]] = frozenset({
 })
 
 
+@cache
 def header_arcs(flags: int) -> frozenset[tuple[State, State]]:
     """The single arcs a device with ``flags`` implements, per the header and the core's comment."""
     arcs = set(HEADER_ARCS)

@@ -28,6 +28,7 @@ SAVING = frozenset({S.PRE_COPY, S.PRE_COPY_P2P, S.STOP_COPY})
 BLOCKED = frozenset({(S.STOP_COPY, S.PRE_COPY), (S.STOP_COPY, S.PRE_COPY_P2P)})
 
 
+@cache
 def states_for(flags: int) -> frozenset[State]:
     """The states a device with these flags supports (RUNNING and ERROR always exist)."""
     if not flags & MigFlag.STOP_COPY:
