@@ -14,7 +14,9 @@ from __future__ import annotations
 import ctypes
 import enum
 import errno
+import fcntl
 import os
+import select
 import struct
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -374,13 +376,11 @@ class FdStream:
         return os.lseek(self._fd, offset, whence)
 
     def precopy_info(self, arg: bytes) -> bytes:
-        import fcntl
         buf = ctypes.create_string_buffer(bytes(arg), max(len(arg), uapi.PRECOPY_INFO_SIZE))
         fcntl.ioctl(self._fd, uapi.VFIO_MIG_GET_PRECOPY_INFO, buf, True)
         return bytes(buf.raw[: len(arg)])
 
     def poll(self, events: int, timeout_ms: int) -> int:
-        import select
         p = select.poll()
         p.register(self._fd, events)
         res = p.poll(timeout_ms)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 from vfio_mig_cts.errors import Exit
+from vfio_mig_cts.faults.book import PARTS
 from vfio_mig_cts.faults.entry import Fault
 from vfio_mig_cts.spec.registry import RULES
 
@@ -121,8 +122,6 @@ _FAULTS: tuple[Fault, ...] = (
 
 def _assemble() -> dict[str, Fault]:
     """The catalogue: the entries above plus each suite family's part (vfio_mig_cts/faults/book/*.py)."""
-    from vfio_mig_cts.faults.book import PARTS
-
     out: dict[str, Fault] = {}
     for f in (*_FAULTS, *(f for part in PARTS for f in part)):
         if f.name in out:

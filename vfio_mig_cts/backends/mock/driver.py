@@ -18,7 +18,7 @@ from typing import Protocol
 from vfio_mig_cts.backends.mock import paths, resuming
 from vfio_mig_cts.backends.mock.dma import DmaLog
 from vfio_mig_cts.backends.mock.quirks import Quirks
-from vfio_mig_cts.backends.mock.streams import CHUNK, ResumeStream, SaveStream
+from vfio_mig_cts.backends.mock.streams import CHUNK, END_RECORD, HEADER, RECORD, ResumeStream, SaveStream
 from vfio_mig_cts.backends.protocol import DataStream, KernelProfile
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
@@ -323,7 +323,6 @@ class MockDriver:
             return pending
 
     def stop_copy_length(self) -> int:
-        from vfio_mig_cts.backends.mock.streams import END_RECORD, HEADER, RECORD
         return HEADER.size + RECORD.size + self.cfg.state_size + len(END_RECORD)
 
     def dirty(self, seed: int) -> None:

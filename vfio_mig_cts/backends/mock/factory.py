@@ -13,10 +13,10 @@ from vfio_mig_cts.backends.mock.personalities import lookup
 from vfio_mig_cts.backends.mock.personalities.base import PersonalityBackend
 from vfio_mig_cts.backends.mock.quirks import with_changes
 from vfio_mig_cts.backends.protocol import DEFAULT_PROFILE
+from vfio_mig_cts.faults.catalogue import CATALOGUE
 
 
 def create_backend(options: BackendOptions) -> MockBackend:
-    from vfio_mig_cts.faults.catalogue import CATALOGUE
 
     if options.fault and options.personality:
         raise BackendError("--fault and --personality both change the mock: give one of them")
