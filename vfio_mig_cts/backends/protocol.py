@@ -120,13 +120,19 @@ class PrecopyInfo:
 
     @classmethod
     def unpack(cls, raw: bytes) -> PrecopyInfo:
-        return cls(*struct.unpack_from("<IIQQ", raw.ljust(uapi.PRECOPY_INFO_SIZE, b"\0")))
+        """The struct at the start of ``raw`` (zero-filled when ``raw`` is shorter), through the uAPI binding."""
+        s = uapi.vfio_precopy_info.from_buffer_copy(bytes(raw[:uapi.PRECOPY_INFO_SIZE]).ljust(uapi.PRECOPY_INFO_SIZE,
+                                                                                             b"\0"))
+        return cls(s.argsz, s.flags, s.initial_bytes, s.dirty_bytes)
+
+    def pack(self) -> bytes:
+        return bytes(uapi.vfio_precopy_info(self.argsz, self.flags, self.initial_bytes, self.dirty_bytes))
 
 
 def pack_precopy_info(argsz: int = uapi.PRECOPY_INFO_SIZE, flags: int = 0, initial: int = 0,
                       dirty: int = 0) -> bytes:
     """A ``vfio_precopy_info`` argument with chosen contents (to show the driver ignores them)."""
-    return struct.pack("<IIQQ", argsz, flags, initial, dirty)
+    return PrecopyInfo(argsz, flags, initial, dirty).pack()
 
 
 @runtime_checkable

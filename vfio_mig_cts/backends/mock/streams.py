@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vfio_mig_cts.backends.mock.quirks import Quirks
-from vfio_mig_cts.backends.protocol import POLLIN, POLLOUT
+from vfio_mig_cts.backends.protocol import POLLIN, POLLOUT, PrecopyInfo, pack_precopy_info
 from vfio_mig_cts.uapi import vfio as uapi
 
 MAGIC = b"VFMOCK01"
@@ -228,7 +228,8 @@ class SaveStream(_MockStream):
             raise _err(errno.ENOTTY)
         if len(arg) < uapi.PRECOPY_INFO_SIZE:
             raise _err(errno.EFAULT)
-        argsz, flags, in_initial, in_dirty = struct.unpack_from("<IIQQ", arg)
+        info = PrecopyInfo.unpack(arg)
+        argsz, flags, in_initial, in_dirty = info.argsz, info.flags, info.initial_bytes, info.dirty_bytes
         if argsz < uapi.PRECOPY_INFO_SIZE and not q.precopy_ignores_argsz:
             raise _err(errno.EINVAL)
         if not self._in_precopy_state() and not q.precopy_info_any_state:
@@ -241,7 +242,7 @@ class SaveStream(_MockStream):
         initial, dirty = self.initial_bytes(), self.dirty_bytes() + q.dirty_bytes_start
         if q.precopy_echoes_counters:
             initial, dirty = in_initial or initial, in_dirty
-        return struct.pack("<IIQQ", argsz, out_flags, initial, dirty) + arg[24:]
+        return pack_precopy_info(argsz, out_flags, initial, dirty) + arg[uapi.PRECOPY_INFO_SIZE:]
 
     def poll(self, events: int, timeout_ms: int) -> int:
         """Waits up to ``timeout_ms`` (negative: for ever) for the fd to become ready, as poll(2) does."""

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import enum
 import errno
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from vfio_mig_cts.backends.mock.quirks import Quirks
 from vfio_mig_cts.backends.mock.streams import _MockStream
-from vfio_mig_cts.backends.protocol import POLLIN, POLLOUT
+from vfio_mig_cts.backends.protocol import POLLIN, POLLOUT, PrecopyInfo, pack_precopy_info
 from vfio_mig_cts.uapi import vfio as uapi
 from vfio_mig_cts.uapi.vfio import State
 
 POLLRDNORM, POLLWRNORM, POLLNVAL = 0x040, 0x100, 0x020
 DEFAULT_POLLMASK = POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM  # include/linux/poll.h
-PRECOPY_INFO = struct.Struct("<IIQQ")  # struct vfio_precopy_info
 
 
 def err(code: int) -> OSError:
@@ -45,9 +43,10 @@ def precopy_arg(closed: bool, arg: bytes, state: State, states: frozenset[State]
     caller wrote it."""
     if closed:
         raise err(errno.EBADF)
-    if len(arg) < PRECOPY_INFO.size:
+    if len(arg) < uapi.PRECOPY_INFO_SIZE:
         raise err(errno.EFAULT)
-    argsz, flags, initial, dirty = PRECOPY_INFO.unpack_from(arg)
+    info = PrecopyInfo.unpack(arg)
+    argsz, flags, initial, dirty = info.argsz, info.flags, info.initial_bytes, info.dirty_bytes
     if argsz < uapi.PRECOPY_INFO_SIZE or state not in states:
         raise err(errno.EINVAL)
     return argsz, flags, initial, dirty
@@ -122,7 +121,7 @@ class BufferSaveFile(_MockStream):
         end = self._initial_end(self)
         if self.pos > end:
             raise err(errno.EINVAL)
-        return PRECOPY_INFO.pack(argsz, flags, end - self.pos, 0) + arg[PRECOPY_INFO.size:]
+        return pack_precopy_info(argsz, flags, end - self.pos, 0) + arg[uapi.PRECOPY_INFO_SIZE:]
 
     def poll(self, events: int, timeout_ms: int) -> int:
         return default_poll(self.closed, events)

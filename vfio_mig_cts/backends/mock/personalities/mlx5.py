@@ -53,13 +53,13 @@ from vfio_mig_cts.backends.mock.personalities.base import Capability, Deviation,
 from vfio_mig_cts.backends.mock.personalities.files import (
     POLLNVAL,
     POLLRDNORM,
-    PRECOPY_INFO,
     WriteOnlyFile,
     err,
     precopy_arg,
 )
 from vfio_mig_cts.backends.mock.streams import CHUNK, END_RECORD, _MockStream, data_record, header, parse
-from vfio_mig_cts.backends.protocol import POLLERR, POLLHUP, POLLIN, DataStream
+from vfio_mig_cts.backends.protocol import POLLERR, POLLHUP, POLLIN, DataStream, pack_precopy_info
+from vfio_mig_cts.uapi import vfio as uapi
 from vfio_mig_cts.uapi.vfio import MigFlag, State
 
 SRC = "drivers/vfio/pci/mlx5/main.c"
@@ -193,7 +193,7 @@ class Mlx5SaveFile(_MockStream):
             dirty += inc_length
         if end_of_data and inc_length:
             self._save(full=False, final=False)  # "save a new state to be ready for" (552-568)
-        return PRECOPY_INFO.pack(argsz, flags, initial, dirty) + arg[PRECOPY_INFO.size:]
+        return pack_precopy_info(argsz, flags, initial, dirty) + arg[uapi.PRECOPY_INFO_SIZE:]
 
     def poll(self, events: int, timeout_ms: int) -> int:
         """mlx5vf_save_poll() (267-284): poll(2) sleeps on poll_wait until a SAVE callback or the end of the
